@@ -1,0 +1,52 @@
+// Package policy is the object model of trustmesh: the kinds of object an
+// operator declares, how they are read from files and stored, and the rules
+// they must obey.
+//
+// # Objects
+//
+// Every object has the Kubernetes shape
+//
+//	apiVersion: trustmesh.dev/v1
+//	kind: Workload
+//	metadata: {name: web, namespace: default, labels: {app: web}}
+//	spec: {...}
+//
+// and is a pointer to a Go struct with APIVersion, Kind, Metadata and Spec
+// fields: *MeshConfig (cluster-scoped, one per mesh, named "default") and
+// *Workload (namespaced). They all implement Object.
+//
+// metadata.revision and metadata.creationRevision are store revisions. They
+// are output-only, except that a revision sent with a write is a
+// compare-and-swap precondition.
+//
+// # Reading, checking, storing
+//
+// An object goes through three steps:
+//
+//   - Decode reads a file a user wrote: YAML documents separated by "---"
+//     or a stream of JSON objects. It is strict (unknown fields, duplicate
+//     keys and wrong types are errors naming the document and the field
+//     path) and fills in the default namespace, nothing else.
+//   - Validate checks the semantic rules for the server's trust domain:
+//     names, SPIFFE IDs, selectors, lifetimes. It reports all problems at
+//     once, each naming its field.
+//   - Marshal writes the canonical JSON the store keeps; Unmarshal reads it
+//     back. ToYAML writes the form `get` prints.
+//
+// Defaults of the spec (lifetimes, mTLS mode) are not written into stored
+// objects: zero fields mean "the default", and MeshConfig.Effective and
+// Workload.SVIDTTLs resolve them when they are used.
+//
+// # Adding a kind
+//
+// Write the type (APIVersion, Kind, Metadata and Spec fields with json tags,
+// the methods of Object and of the unexported kindObject interface) and add
+// an entry to the registry in object.go. Decode, Unmarshal, Marshal,
+// ResolveKind and Kinds then know it.
+//
+// # Concurrency
+//
+// The package holds no mutable state; its functions are safe for concurrent
+// use. Objects are plain values with no locking: share them read-only or
+// copy them.
+package policy

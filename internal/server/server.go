@@ -1,0 +1,271 @@
+// Package server assembles the trustmesh control plane: the store, the CA,
+// the node API (gRPC, for agents) and the admin API (HTTPS, for operators),
+// plus the background work that keeps them current (CA rotation steps,
+// bundle file, credential renewal). It owns no domain logic of its own.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/trustmesh/trustmesh/internal/atomicfile"
+	"github.com/trustmesh/trustmesh/internal/audit"
+	"github.com/trustmesh/trustmesh/internal/ca"
+	"github.com/trustmesh/trustmesh/internal/store"
+	"github.com/trustmesh/trustmesh/internal/store/sqlite"
+)
+
+// Defaults.
+const (
+	DefaultListen       = "127.0.0.1:8443"
+	DefaultAdminListen  = "127.0.0.1:8444"
+	DefaultNodeSVIDTTL  = time.Hour
+	DefaultPropagation  = 10 * time.Minute
+	serverSVIDTTL       = 24 * time.Hour
+	adminCredentialTTL  = 365 * 24 * time.Hour
+	maintenanceInterval = time.Second
+)
+
+// Config configures a server. Zero values take the documented defaults.
+type Config struct {
+	// DataDir holds the SQLite store, CA keys, bundle.pem and admin/.
+	DataDir string
+	// TrustDomain is required on first start; later starts read it from the
+	// data dir and refuse a different one.
+	TrustDomain string
+	// ListenAddr is the node API (agents); AdminListenAddr the admin API.
+	ListenAddr, AdminListenAddr string
+	// UpstreamCertFile and UpstreamKeyFile make the CA an intermediate.
+	UpstreamCertFile, UpstreamKeyFile string
+	// NodeSVIDTTL is the lifetime of node SVIDs (default 1h).
+	NodeSVIDTTL time.Duration
+	// CAPropagationDelay is how long a prepared CA authority is published
+	// in the bundle before it starts signing (default 10m).
+	CAPropagationDelay time.Duration
+	// Store overrides the default SQLite store in DataDir (tests, PostgreSQL).
+	Store  store.Store
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Server is the control plane.
+type Server struct {
+	cfg   Config
+	td    spiffeid.TrustDomain
+	log   *slog.Logger
+	store store.Store
+	ca    *ca.CA
+	audit *audit.Recorder
+	ids   *identities
+	reg   *registry
+
+	nodeLis, adminLis net.Listener
+}
+
+const trustDomainFile = "trust-domain"
+
+// New validates cfg, opens the store and CA, and binds the listeners, so a
+// bad configuration fails before anything serves.
+func New(ctx context.Context, cfg Config) (s *Server, err error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("--data-dir is required")
+	}
+	if cfg.ListenAddr == "" {
+		cfg.ListenAddr = DefaultListen
+	}
+	if cfg.AdminListenAddr == "" {
+		cfg.AdminListenAddr = DefaultAdminListen
+	}
+	if cfg.NodeSVIDTTL == 0 {
+		cfg.NodeSVIDTTL = DefaultNodeSVIDTTL
+	}
+	if cfg.CAPropagationDelay == 0 {
+		cfg.CAPropagationDelay = DefaultPropagation
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if (cfg.UpstreamCertFile == "") != (cfg.UpstreamKeyFile == "") {
+		return nil, errors.New("--upstream-ca needs both a certificate and a key file: --upstream-ca cert.pem,key.pem")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	td, err := resolveTrustDomain(cfg.DataDir, cfg.TrustDomain)
+	if err != nil {
+		return nil, err
+	}
+	s = &Server{cfg: cfg, td: td, log: cfg.Logger.With("component", "server")}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+
+	s.store = cfg.Store
+	if s.store == nil {
+		s.store, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "trustmesh.db"))
+		if err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+	}
+	s.ca, err = ca.New(ca.Config{
+		TrustDomain:      td,
+		Dir:              filepath.Join(cfg.DataDir, "ca"),
+		UpstreamCertFile: cfg.UpstreamCertFile,
+		UpstreamKeyFile:  cfg.UpstreamKeyFile,
+		Now:              cfg.Now,
+		Logger:           cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load CA: %w", err)
+	}
+	s.audit = audit.NewRecorder(s.store, cfg.Logger, cfg.Now)
+	s.reg = newRegistry(s.store, td, cfg.Logger)
+	if err := s.reg.refresh(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.writeBundle(); err != nil {
+		return nil, err
+	}
+	if s.nodeLis, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
+		return nil, fmt.Errorf("listen on --listen %s: %w", cfg.ListenAddr, err)
+	}
+	if s.adminLis, err = net.Listen("tcp", cfg.AdminListenAddr); err != nil {
+		return nil, fmt.Errorf("listen on --admin-listen %s: %w", cfg.AdminListenAddr, err)
+	}
+	s.ids, err = newIdentities(s.ca, td, s.NodeAddr(), s.AdminAddr(), cfg.Now)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.ensureLocalAdmin(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// resolveTrustDomain reads or records the data dir's trust domain.
+func resolveTrustDomain(dir, flag string) (spiffeid.TrustDomain, error) {
+	path := filepath.Join(dir, trustDomainFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		stored := strings.TrimSpace(string(b))
+		if flag != "" && flag != stored {
+			return spiffeid.TrustDomain{}, fmt.Errorf("--trust-domain %q does not match %q recorded in %s; a trust domain cannot change after the CA exists", flag, stored, dir)
+		}
+		return spiffeid.TrustDomainFromString(stored)
+	case errors.Is(err, os.ErrNotExist):
+		if flag == "" {
+			return spiffeid.TrustDomain{}, errors.New("--trust-domain is required on first start (e.g. --trust-domain example.org)")
+		}
+		td, err := spiffeid.TrustDomainFromString(flag)
+		if err != nil {
+			return spiffeid.TrustDomain{}, fmt.Errorf("--trust-domain %q: %w (lowercase letters, digits, dots, dashes and underscores only)", flag, err)
+		}
+		if err := os.WriteFile(path, []byte(td.Name()+"\n"), 0o644); err != nil {
+			return spiffeid.TrustDomain{}, fmt.Errorf("record trust domain: %w", err)
+		}
+		return td, nil
+	default:
+		return spiffeid.TrustDomain{}, fmt.Errorf("read trust domain: %w", err)
+	}
+}
+
+// NodeAddr and AdminAddr are the bound addresses (useful with port 0).
+func (s *Server) NodeAddr() string  { return s.nodeLis.Addr().String() }
+func (s *Server) AdminAddr() string { return s.adminLis.Addr().String() }
+
+// Run serves until ctx is cancelled.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.close()
+	s.log.Info("trustmesh server started", "trust_domain", s.td.Name(), "listen", s.NodeAddr(),
+		"admin_listen", s.AdminAddr(), "data_dir", s.cfg.DataDir)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.reg.run(ctx) })
+	g.Go(func() error { return s.runNodeAPI(ctx) })
+	g.Go(func() error { return s.runAdminAPI(ctx) })
+	g.Go(func() error { return s.runMaintenance(ctx) })
+	err := g.Wait()
+	s.log.Info("trustmesh server stopped")
+	return err
+}
+
+func (s *Server) close() {
+	for _, l := range []net.Listener{s.nodeLis, s.adminLis} {
+		if l != nil {
+			l.Close()
+		}
+	}
+	if s.store != nil && s.cfg.Store == nil {
+		s.store.Close()
+	}
+}
+
+// writeBundle publishes the trust bundle for operators and agents' bootstrap.
+func (s *Server) writeBundle() error {
+	path := filepath.Join(s.cfg.DataDir, "bundle.pem")
+	if err := atomicfile.Write(path, s.ca.BundlePEM(), 0o644); err != nil {
+		return fmt.Errorf("publish trust bundle: %w", err)
+	}
+	return nil
+}
+
+// runMaintenance drives the CA lifecycle: auto-activation of a prepared
+// authority after the propagation delay, removal of retired ones, and
+// renewal of the server's own certificates. Every bundle change is written
+// to bundle.pem and pushed to agents.
+func (s *Server) runMaintenance(ctx context.Context) error {
+	t := time.NewTicker(maintenanceInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		changed := false
+		if since, ok := s.ca.PreparedSince(); ok && s.cfg.Now().Sub(since) >= s.cfg.CAPropagationDelay {
+			a, err := s.ca.Activate()
+			if err != nil {
+				s.log.Error("activate prepared CA authority", "error", err)
+			} else {
+				changed = true
+				s.recordAudit(ctx, "server", "ca.activate", a.ID, audit.OutcomeSuccess, "propagation delay passed")
+			}
+		}
+		tidied, err := s.ca.Tidy()
+		if err != nil {
+			s.log.Error("remove retired CA authorities", "error", err)
+		}
+		if changed || tidied {
+			s.bundleChanged(ctx)
+		}
+		if err := s.ids.renewIfDue(); err != nil {
+			s.log.Error("renew server certificates", "error", err)
+		}
+	}
+}
+
+// bundleChanged rewrites bundle.pem and wakes the agents' streams.
+func (s *Server) bundleChanged(ctx context.Context) {
+	if err := s.writeBundle(); err != nil {
+		s.log.Error("bundle changed", "error", err)
+	}
+	if err := s.reg.refresh(ctx); err != nil {
+		s.log.Error("bundle changed", "error", err)
+	}
+}

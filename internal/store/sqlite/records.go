@@ -1,0 +1,214 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/trustmesh/trustmesh/internal/store"
+)
+
+// RecordIssued stores a batch of issued credentials in one transaction: all
+// of them or none.
+func (s *Store) RecordIssued(ctx context.Context, issued []store.Issued) error {
+	if len(issued) == 0 {
+		return nil
+	}
+	err := func() error {
+		// Convert before the transaction, so a bad record does not hold the
+		// write lock.
+		type times struct{ notBefore, notAfter sql.NullInt64 }
+		ts := make([]times, len(issued))
+		for i, is := range issued {
+			var err error
+			if ts[i].notBefore, err = nullNanos("not before", is.NotBefore); err != nil {
+				return fmt.Errorf("record %d (%s): %w", i, is.SPIFFEID, err)
+			}
+			if ts[i].notAfter, err = nullNanos("not after", is.NotAfter); err != nil {
+				return fmt.Errorf("record %d (%s): %w", i, is.SPIFFEID, err)
+			}
+		}
+		insert := func(stmt *sql.Stmt) error {
+			for i, is := range issued {
+				if _, err := stmt.ExecContext(ctx, is.Serial, is.SPIFFEID, is.Kind, is.Node, is.Authority,
+					ts[i].notBefore, ts[i].notAfter); err != nil {
+					return fmt.Errorf("record %d (%s): %w", i, is.SPIFFEID, err)
+				}
+			}
+			return nil
+		}
+		if len(issued) == 1 {
+			// The CA records each SVID as it signs it, so this is the hot
+			// path: one statement is its own transaction, which saves the
+			// BEGIN and COMMIT round trips.
+			return insert(s.stmts.insertIssued)
+		}
+		return s.write(ctx, func(tx *sql.Tx) error {
+			return insert(tx.StmtContext(ctx, s.stmts.insertIssued))
+		})
+	}()
+	if err != nil {
+		return fmt.Errorf("record %d issued credentials: %w", len(issued), err)
+	}
+	return nil
+}
+
+// ListIssued returns the issued records of spiffeID ("" = all), most recently
+// recorded first, at most limit of them (0 = no limit).
+func (s *Store) ListIssued(ctx context.Context, spiffeID string, limit int) ([]store.Issued, error) {
+	recs, err := func() ([]store.Issued, error) {
+		n, err := limitArg(limit)
+		if err != nil {
+			return nil, err
+		}
+		query := `SELECT serial, spiffe_id, kind, node, authority, not_before_ns, not_after_ns FROM issued`
+		var args []any
+		if spiffeID != "" {
+			query += ` WHERE spiffe_id = ?`
+			args = append(args, spiffeID)
+		}
+		query += ` ORDER BY id DESC LIMIT ?`
+		args = append(args, n)
+
+		rows, err := s.rdb.QueryContext(ctx, query, args...)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		var recs []store.Issued
+		for rows.Next() {
+			var (
+				is                  store.Issued
+				notBefore, notAfter sql.NullInt64
+			)
+			if err := rows.Scan(&is.Serial, &is.SPIFFEID, &is.Kind, &is.Node, &is.Authority, &notBefore, &notAfter); err != nil {
+				return nil, err
+			}
+			is.NotBefore, is.NotAfter = fromNullNanos(notBefore), fromNullNanos(notAfter)
+			recs = append(recs, is)
+		}
+		return recs, rows.Err()
+	}()
+	if err != nil {
+		return nil, fmt.Errorf("list issued for %q: %w", spiffeID, err)
+	}
+	return recs, nil
+}
+
+// AddRevocation stores a revocation of exactly one of a serial or a SPIFFE
+// ID, and signals subscribers once it is committed.
+func (s *Store) AddRevocation(ctx context.Context, r store.Revocation) error {
+	err := func() error {
+		if (r.Serial == "") == (r.SPIFFEID == "") {
+			return errors.New("exactly one of serial and SPIFFE ID must be set")
+		}
+		revokedAt, err := nanos("revoked at", r.RevokedAt)
+		if err != nil {
+			return err
+		}
+		_, err = s.wdb.ExecContext(ctx, `INSERT INTO revocations
+			(serial, spiffe_id, revoked_at_ns, reason, actor)
+			VALUES (?, ?, ?, ?, ?)`,
+			r.Serial, r.SPIFFEID, revokedAt, r.Reason, r.Actor)
+		return err
+	}()
+	if err != nil {
+		return fmt.Errorf("add revocation of %q: %w", r.Serial+r.SPIFFEID, err)
+	}
+	s.notify()
+	return nil
+}
+
+// ListRevocations returns every revocation in the order they were added.
+func (s *Store) ListRevocations(ctx context.Context) ([]store.Revocation, error) {
+	revs, err := func() ([]store.Revocation, error) {
+		rows, err := s.rdb.QueryContext(ctx, `SELECT serial, spiffe_id, revoked_at_ns, reason, actor
+			FROM revocations ORDER BY id`)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		var revs []store.Revocation
+		for rows.Next() {
+			var (
+				r         store.Revocation
+				revokedAt int64
+			)
+			if err := rows.Scan(&r.Serial, &r.SPIFFEID, &revokedAt, &r.Reason, &r.Actor); err != nil {
+				return nil, err
+			}
+			r.RevokedAt = fromNanos(revokedAt)
+			revs = append(revs, r)
+		}
+		return revs, rows.Err()
+	}()
+	if err != nil {
+		return nil, fmt.Errorf("list revocations: %w", err)
+	}
+	return revs, nil
+}
+
+// AppendAudit appends r and returns its sequence number: 1 for the first
+// record, then one more for each record committed, with no gaps. A record
+// without a Time is stamped with the store's clock.
+func (s *Store) AppendAudit(ctx context.Context, r store.AuditRecord) (int64, error) {
+	var seq int64
+	err := func() error {
+		if r.Time.IsZero() {
+			r.Time = s.now()
+		}
+		timeNS, err := nanos("time", r.Time)
+		if err != nil {
+			return err
+		}
+		// One statement is its own transaction, and the write connection
+		// runs one at a time, so LastInsertId is this record's.
+		res, err := s.stmts.insertAudit.ExecContext(ctx,
+			timeNS, r.Actor, r.Action, r.Object, r.Revision, r.Outcome, r.Reason, r.RequestID)
+		if err != nil {
+			return err
+		}
+		seq, err = res.LastInsertId()
+		return err
+	}()
+	if err != nil {
+		return 0, fmt.Errorf("append audit %s %s by %s: %w", r.Action, r.Object, r.Actor, err)
+	}
+	return seq, nil
+}
+
+// ListAudit returns the records with Seq greater than after, oldest first, at
+// most limit of them (0 = no limit).
+func (s *Store) ListAudit(ctx context.Context, after int64, limit int) ([]store.AuditRecord, error) {
+	recs, err := func() ([]store.AuditRecord, error) {
+		n, err := limitArg(limit)
+		if err != nil {
+			return nil, err
+		}
+		rows, err := s.rdb.QueryContext(ctx, `SELECT seq, time_ns, actor, action, object, revision, outcome, reason, request_id
+			FROM audit WHERE seq > ? ORDER BY seq LIMIT ?`, after, n)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		var recs []store.AuditRecord
+		for rows.Next() {
+			var (
+				r      store.AuditRecord
+				timeNS int64
+			)
+			if err := rows.Scan(&r.Seq, &timeNS, &r.Actor, &r.Action, &r.Object, &r.Revision,
+				&r.Outcome, &r.Reason, &r.RequestID); err != nil {
+				return nil, err
+			}
+			r.Time = fromNanos(timeNS)
+			recs = append(recs, r)
+		}
+		return recs, rows.Err()
+	}()
+	if err != nil {
+		return nil, fmt.Errorf("list audit after %d: %w", after, err)
+	}
+	return recs, nil
+}

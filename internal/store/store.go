@@ -1,0 +1,173 @@
+// Package store defines the control plane's persistence contract. Every
+// implementation (SQLite by default, PostgreSQL for several servers) satisfies
+// the same Store interface and passes the same conformance suite, so callers
+// never know which one they hold.
+//
+// Objects are versioned: every write or delete takes the next value of one
+// store-wide revision counter (like a Kubernetes resourceVersion) and is kept
+// in the history, so history, diff and rollback are plain reads.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors callers branch on.
+var (
+	// ErrNotFound: the object, token or record does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a compare-and-swap write found another revision than expected.
+	ErrConflict = errors.New("revision conflict")
+	// ErrTokenUsed: a join token was already consumed.
+	ErrTokenUsed = errors.New("join token already used")
+	// ErrTokenExpired: a join token is past its expiry.
+	ErrTokenExpired = errors.New("join token expired")
+)
+
+// Revision preconditions for PutObject and DeleteObject.
+const (
+	// AnyRevision writes whatever the current revision is.
+	AnyRevision int64 = -1
+	// MustNotExist makes PutObject fail with ErrConflict if the object exists.
+	MustNotExist int64 = 0
+)
+
+// Object is one revision of a declared object. The store does not interpret
+// Data; the policy package owns the schema.
+type Object struct {
+	Kind      string
+	Namespace string
+	Name      string
+	// Revision is the store revision of this write (assigned by the store).
+	Revision int64
+	// CreateRevision is the revision at which the object was (last) created.
+	CreateRevision int64
+	// Deleted marks a tombstone: the revision at which the object was removed.
+	Deleted bool
+	// Data is the canonical JSON of the whole object.
+	Data []byte
+	// Actor is who wrote this revision (admin name and role, or a SPIFFE ID).
+	Actor string
+	// Time is when the revision was written (assigned by the store).
+	Time time.Time
+}
+
+// JoinToken is a single-use node attestation token. Only its hash is stored.
+type JoinToken struct {
+	// Hash is the lowercase hex SHA-256 of the token secret.
+	Hash      string
+	Node      string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	CreatedBy string
+	// UsedAt is zero until the token is consumed.
+	UsedAt time.Time
+}
+
+// Node is an attested node agent.
+type Node struct {
+	Name       string
+	SPIFFEID   string
+	AttestedAt time.Time
+	// Serial of the node's current SVID (decimal), and its expiry.
+	Serial    string
+	ExpiresAt time.Time
+}
+
+// Issued records one certificate or token the CA signed.
+type Issued struct {
+	// Serial is the certificate serial number in decimal; empty for JWT-SVIDs.
+	Serial    string
+	SPIFFEID  string
+	Kind      string // "x509-svid", "jwt-svid", "node-svid", "admin"
+	Node      string // the node that asked for it, if any
+	Authority string // the CA authority ID that signed it
+	NotBefore time.Time
+	NotAfter  time.Time
+}
+
+// Revocation revokes one serial, or every SVID of a SPIFFE ID issued at or
+// before RevokedAt. Exactly one of Serial and SPIFFEID is set.
+type Revocation struct {
+	Serial    string
+	SPIFFEID  string
+	RevokedAt time.Time
+	Reason    string
+	Actor     string
+}
+
+// AuditRecord is one entry of the audit log.
+type AuditRecord struct {
+	Seq       int64 // assigned by the store, strictly increasing from 1
+	Time      time.Time
+	Actor     string
+	Action    string
+	Object    string
+	Revision  int64
+	Outcome   string // "success" or "denied" or "error"
+	Reason    string
+	RequestID string
+}
+
+// Store is the control plane's persistence. All methods are safe for
+// concurrent use.
+type Store interface {
+	// PutObject writes a new revision of obj (Kind, Namespace, Name, Data,
+	// Actor are read). expectRevision is AnyRevision, MustNotExist, or the
+	// current revision (compare-and-swap; ErrConflict otherwise). Returns the
+	// stored revision.
+	PutObject(ctx context.Context, obj Object, expectRevision int64) (Object, error)
+	// GetObject returns the live revision or ErrNotFound.
+	GetObject(ctx context.Context, kind, namespace, name string) (Object, error)
+	// ListObjects returns live objects of kind ("" = every kind) in namespace
+	// ("" = every namespace), ordered by kind, namespace, name.
+	ListObjects(ctx context.Context, kind, namespace string) ([]Object, error)
+	// DeleteObject writes a tombstone revision; ErrNotFound if not live.
+	DeleteObject(ctx context.Context, kind, namespace, name, actor string, expectRevision int64) (Object, error)
+	// History returns every revision of one object, tombstones included, oldest first.
+	History(ctx context.Context, kind, namespace, name string) ([]Object, error)
+	// Changes returns every object revision greater than after, oldest first,
+	// at most limit (0 = no limit).
+	Changes(ctx context.Context, after int64, limit int) ([]Object, error)
+	// CurrentRevision is the highest revision written (0 for an empty store).
+	CurrentRevision(ctx context.Context) (int64, error)
+
+	// CreateJoinToken stores a new token (by hash).
+	CreateJoinToken(ctx context.Context, t JoinToken) error
+	// UseJoinToken consumes a token exactly once, even under concurrent use:
+	// ErrNotFound, ErrTokenUsed or ErrTokenExpired otherwise.
+	UseJoinToken(ctx context.Context, hash string, now time.Time) (JoinToken, error)
+
+	// PutNode creates or replaces a node record.
+	PutNode(ctx context.Context, n Node) error
+	// GetNode returns a node by name or ErrNotFound.
+	GetNode(ctx context.Context, name string) (Node, error)
+	// ListNodes returns every node ordered by name.
+	ListNodes(ctx context.Context) ([]Node, error)
+
+	// RecordIssued persists a batch of issued credentials in one transaction.
+	RecordIssued(ctx context.Context, issued []Issued) error
+	// ListIssued returns issued records for a SPIFFE ID ("" = all), newest
+	// first, at most limit (0 = no limit).
+	ListIssued(ctx context.Context, spiffeID string, limit int) ([]Issued, error)
+
+	// AddRevocation stores a revocation.
+	AddRevocation(ctx context.Context, r Revocation) error
+	// ListRevocations returns every revocation, oldest first.
+	ListRevocations(ctx context.Context) ([]Revocation, error)
+
+	// AppendAudit appends a record and returns its sequence number.
+	AppendAudit(ctx context.Context, r AuditRecord) (int64, error)
+	// ListAudit returns records with Seq > after, oldest first, at most limit (0 = no limit).
+	ListAudit(ctx context.Context, after int64, limit int) ([]AuditRecord, error)
+
+	// Subscribe returns a channel that receives a value (coalesced, never
+	// blocking the writer) after every object write, delete or revocation, so
+	// watchers can re-read Changes / ListRevocations. cancel releases it.
+	Subscribe() (ch <-chan struct{}, cancel func())
+
+	// Close releases the store. Safe to call twice.
+	Close() error
+}
