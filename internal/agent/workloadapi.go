@@ -223,7 +223,10 @@ func (w *WorkloadAPI) Run(ctx context.Context) error {
 	}
 	grace.Stop()
 	if serving {
-		_ = <-served // nil after a stop
+		// Serve returns nil after a stop; anything else is worth a line.
+		if err := <-served; err != nil {
+			w.log.Error("workload api serve", logKeyError, err.Error())
+		}
 	}
 	// Closing the listener unlinked the socket (SetUnlinkOnClose).
 	w.log.Info("workload api stopped", logKeySocket, w.socketPath)

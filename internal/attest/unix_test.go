@@ -33,7 +33,7 @@ func peerOf(t *testing.T, pid int) PeerInfo {
 	if err != nil {
 		t.Fatalf("start time of pid %d: %v", pid, err)
 	}
-	return PeerInfo{PID: pid32(t, pid), UID: uint32(os.Geteuid()), GID: uint32(os.Getegid()), StartTime: start}
+	return PeerInfo{PID: pid32(t, pid), UID: id32(t, os.Geteuid()), GID: id32(t, os.Getegid()), StartTime: start}
 }
 
 func pid32(t *testing.T, pid int) int32 {
@@ -41,7 +41,15 @@ func pid32(t *testing.T, pid int) int32 {
 	if pid < 0 || pid > math.MaxInt32 {
 		t.Fatalf("pid %d out of range", pid)
 	}
-	return int32(pid)
+	return int32(pid) //nolint:gosec // G115: range checked above
+}
+
+func id32(t *testing.T, id int) uint32 {
+	t.Helper()
+	if id < 0 || id > math.MaxUint32 {
+		t.Fatalf("id %d out of range", id)
+	}
+	return uint32(id) //nolint:gosec // G115: range checked above
 }
 
 func sha256File(t *testing.T, name string) string {
@@ -187,11 +195,11 @@ func TestPeerStartTimeWithPidfd(t *testing.T) {
 	}
 	defer func() { _ = unix.Close(fd) }()
 
-	want, err := procStartTime(int32(pid))
+	want, err := procStartTime(pid32(t, pid))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := peerStartTime(int32(pid), fd); err != nil || got != want {
+	if got, err := peerStartTime(pid32(t, pid), fd); err != nil || got != want {
 		t.Fatalf("peerStartTime = %d, %v; want %d", got, err, want)
 	}
 
@@ -201,7 +209,7 @@ func TestPeerStartTimeWithPidfd(t *testing.T) {
 	if got, err := pidfdPID(fd); err != nil || got != -1 {
 		t.Errorf("pidfdPID after reap = %d, %v; want -1", got, err)
 	}
-	if got, err := peerStartTime(int32(pid), fd); err == nil {
+	if got, err := peerStartTime(pid32(t, pid), fd); err == nil {
 		t.Errorf("peerStartTime after reap = %d, want an error", got)
 	}
 }

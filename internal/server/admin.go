@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"regexp"
@@ -60,7 +61,9 @@ func (s *Server) runAdminAPI(ctx context.Context) error {
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          nil,
+		// Handshake failures (no or foreign client certificate) are routine
+		// probes: keep them in the structured log at debug level.
+		ErrorLog: slog.NewLogLogger(s.log.With("component", "adminapi").Handler(), slog.LevelDebug),
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(s.adminLis, "", "") }()

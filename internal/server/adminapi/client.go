@@ -103,7 +103,10 @@ func NewClient(credDir, server string) (*Client, error) {
 		base: strings.TrimRight(u.String(), "/"),
 		http: &http.Client{
 			Timeout:   30 * time.Second,
-			Transport: &http.Transport{TLSClientConfig: tlsConf, ForceAttemptHTTP2: true},
+			// HTTP/1.1: with HTTP/2 a refused handshake surfaces as "client
+			// conn could not be established", hiding the TLS alert that
+			// tells the operator what is wrong with the credential.
+			Transport: &http.Transport{TLSClientConfig: tlsConf},
 		},
 	}, nil
 }
@@ -131,6 +134,9 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if strings.Contains(err.Error(), "tls: ") {
+			return fmt.Errorf("admin API at %s refused the TLS handshake (%w): the credential must come from this server's admin CA (`trustmesh admin issue`), be unexpired, and ca.pem must be the server's admin CA", c.base, err)
+		}
 		return fmt.Errorf("call admin API at %s: %w", c.base, err)
 	}
 	defer resp.Body.Close()
