@@ -102,7 +102,7 @@ func NewClient(credDir, server string) (*Client, error) {
 	return &Client{
 		base: strings.TrimRight(u.String(), "/"),
 		http: &http.Client{
-			Timeout:   30 * time.Second,
+			Timeout: 30 * time.Second,
 			// HTTP/1.1: with HTTP/2 a refused handshake surfaces as "client
 			// conn could not be established", hiding the TLS alert that
 			// tells the operator what is wrong with the credential.
