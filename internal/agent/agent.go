@@ -77,7 +77,7 @@ func (a *Agent) redial() error {
 		return err
 	}
 	if old := a.conn.Swap(&nodeConn{conn: conn, client: nodev1.NewNodeClient(conn)}); old != nil {
-		old.conn.Close()
+		_ = old.conn.Close()
 	}
 	return nil
 }
@@ -325,8 +325,11 @@ func (a *Agent) adoptSync(msg *nodev1.SyncResponse) (*spiffebundle.Bundle, error
 		return nil, fmt.Errorf("parse bundle: %w", err)
 	}
 	roots, err := parseDER(msg.GetX509Authorities())
-	if err != nil || len(roots) == 0 {
-		return nil, fmt.Errorf("bad X.509 authorities in sync update: %v", err)
+	if err != nil {
+		return nil, fmt.Errorf("bad X.509 authorities in sync update: %w", err)
+	}
+	if len(roots) == 0 {
+		return nil, errors.New("sync update has no X.509 authorities")
 	}
 	if !slices.EqualFunc(roots, *a.creds.roots.Load(), func(x, y *x509.Certificate) bool { return x.Equal(y) }) {
 		a.creds.setRoots(roots)
@@ -460,7 +463,10 @@ func (a *Agent) publish(entries map[string]*entry, bundle *spiffebundle.Bundle, 
 		})
 	}
 	slices.SortFunc(st.Identities, func(x, y Identity) int { return strings.Compare(x.EntryID, y.EntryID) })
-	a.state.Set(st)
+	if err := a.state.Set(st); err != nil {
+		// Keep serving the previous state rather than a broken one.
+		a.log.Error("publish workload state; keeping the previous one", "error", err)
+	}
 }
 
 // MintJWTSVID implements JWTMinter through the server.

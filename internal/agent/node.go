@@ -78,15 +78,12 @@ func (n *nodeCreds) tlsConfig() *tls.Config {
 			}
 			return c, nil
 		},
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) == 0 {
+		// VerifyConnection also runs on resumed sessions.
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
 				return errors.New("server presented no certificate")
 			}
-			leaf, err := x509.ParseCertificate(raw[0])
-			if err != nil {
-				return fmt.Errorf("server certificate: %w", err)
-			}
-			id, err := x509svid.IDFromCert(leaf)
+			id, err := x509svid.IDFromCert(cs.PeerCertificates[0])
 			if err != nil {
 				return fmt.Errorf("server certificate is not an SVID: %w", err)
 			}
@@ -100,7 +97,7 @@ func (n *nodeCreds) tlsConfig() *tls.Config {
 			if roots == nil {
 				return errors.New("no trust bundle")
 			}
-			_, _, err = x509svid.ParseAndVerify(raw, x509bundle.FromX509Authorities(id.TrustDomain(), *roots))
+			_, _, err = x509svid.Verify(cs.PeerCertificates, x509bundle.FromX509Authorities(id.TrustDomain(), *roots))
 			return err
 		},
 	}

@@ -23,6 +23,8 @@ func newAdminCmd(s *streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "admin",
 		Short: "Manage operator credentials and check who you are",
+		Example: `  trustmesh admin issue --role auditor --name alice --data-dir ./data
+  trustmesh admin whoami --credentials ./alice-credentials`,
 	}
 	cmd.AddCommand(newAdminIssueCmd(s), newWhoAmICmd(s))
 	return cmd
@@ -84,11 +86,7 @@ The directory written (default ./NAME-credentials) is used with --credentials DI
 			if err != nil {
 				return err
 			}
-			server := cf.server
-			if server == "" {
-				server = serverOf(cf)
-			}
-			if err := adminapi.WriteCredentials(outDir, []byte(resp.CertPEM), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), []byte(resp.CAPEM), server); err != nil {
+			if err := adminapi.WriteCredentials(outDir, []byte(resp.CertPEM), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), []byte(resp.CAPEM), c.Server()); err != nil {
 				return err
 			}
 			fmt.Fprintf(s.out, "credential for %s (role %s, serial %s) written to %s\n", name, role, resp.Serial, outDir)
@@ -103,25 +101,6 @@ The directory written (default ./NAME-credentials) is used with --credentials DI
 	_ = cmd.MarkFlagRequired("name")
 	cf.register(cmd)
 	return cmd
-}
-
-// serverOf returns the admin address the caller's own credential points at.
-func serverOf(cf clientFlags) string {
-	dir := cf.credentials
-	if dir == "" && cf.dataDir != "" {
-		dir = filepath.Join(cf.dataDir, "admin")
-	}
-	if dir == "" {
-		dir = os.Getenv("TRUSTMESH_CREDENTIALS")
-	}
-	if v := os.Getenv("TRUSTMESH_SERVER"); v != "" {
-		return v
-	}
-	b, err := os.ReadFile(filepath.Join(dir, adminapi.ServerFile))
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
 }
 
 func newWhoAmICmd(s *streams) *cobra.Command {

@@ -16,8 +16,9 @@ import (
 
 func newAuditCmd(s *streams) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "audit",
-		Short: "Read the audit log",
+		Use:     "audit",
+		Short:   "Read the audit log",
+		Example: `  trustmesh audit tail -n 50 --data-dir ./data`,
 	}
 	var (
 		cf     clientFlags

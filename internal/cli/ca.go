@@ -16,6 +16,8 @@ func newCACmd(s *streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ca",
 		Short: "Show and rotate the certificate authority",
+		Example: `  trustmesh ca status --data-dir ./data
+  trustmesh ca rotate --data-dir ./data`,
 	}
 	var (
 		cf  clientFlags

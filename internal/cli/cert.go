@@ -30,6 +30,9 @@ func newCertCmd(s *streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cert",
 		Short: "Inspect, fetch and revoke certificates (X.509-SVIDs)",
+		Example: `  trustmesh cert inspect ./data/bundle.pem
+  trustmesh cert fetch --socket /run/trustmesh/agent.sock
+  trustmesh cert revoke --spiffe-id spiffe://example.org/ns/default/sa/web --data-dir ./data`,
 	}
 	cmd.AddCommand(newCertInspectCmd(s), newCertFetchCmd(s), newCertRevokeCmd(s))
 	return cmd

@@ -12,8 +12,9 @@ import (
 
 func newTokenCmd(s *streams) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "token",
-		Short: "Manage node join tokens",
+		Use:     "token",
+		Short:   "Manage node join tokens",
+		Example: `  trustmesh token create --node node-1 --ttl 10m --data-dir ./data`,
 	}
 	var (
 		cf   clientFlags

@@ -63,8 +63,8 @@ func validateTypeMeta(v *validator, obj kindObject) {
 
 func validateMetadata(v *validator, obj Object) {
 	m := obj.GetMeta()
-	switch {
-	case m.Name == "":
+	switch m.Name {
+	case "":
 		v.add("metadata.name", "is required")
 	default:
 		if err := checkDNSSubdomain(m.Name); err != nil {
@@ -180,7 +180,7 @@ func checkDNSName(s string) error {
 func checkLabelKey(k string) error {
 	prefix, name, hasPrefix := strings.Cut(k, "/")
 	if !hasPrefix {
-		name, prefix = prefix, ""
+		name = prefix
 	} else if err := checkDNSSubdomain(prefix); err != nil {
 		return fmt.Errorf("prefix %q: %w", prefix, err)
 	}

@@ -34,8 +34,6 @@ type operator struct {
 
 func (o operator) actor() string { return o.name + " (" + o.role + ")" }
 
-type operatorKey struct{}
-
 // adminTLSConfig requires a client certificate from the admin CA. The
 // workload trust bundle is deliberately not accepted here.
 func (s *Server) adminTLSConfig() *tls.Config {
@@ -75,7 +73,9 @@ func (s *Server) runAdminAPI(ctx context.Context) error {
 	shutCtx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	err := srv.Shutdown(shutCtx)
-	<-errc
+	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) {
+		return fmt.Errorf("admin API: %w", serr)
+	}
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("admin API shutdown: %w", err)
 	}
@@ -340,11 +340,13 @@ func parseSerial(s string) (string, bool) {
 		if err != nil || len(b) == 0 || len(b) > 20 {
 			return "", false
 		}
-		return new(big.Int).SetBytes(b).String(), true
+		n := new(big.Int).SetBytes(b)
+		if n.Sign() <= 0 {
+			return "", false
+		}
+		return n.String(), true
 	}
-	if _, err := strconv.ParseUint(s, 10, 64); err == nil {
-		return s, true
-	}
+	// X.509 serials are positive and at most 20 octets (RFC 5280 4.1.2.2).
 	n, ok := new(big.Int).SetString(s, 10)
 	if !ok || n.Sign() <= 0 || n.BitLen() > 160 {
 		return "", false

@@ -44,11 +44,13 @@ func (s *Server) nodeTLSConfig() *tls.Config {
 			return s.ids.nodeCert.Load(), nil
 		},
 		NextProtos: []string{"h2"},
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) == 0 {
+		// VerifyConnection, unlike VerifyPeerCertificate, also runs on
+		// resumed sessions, so a resumption never skips the bundle check.
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
 				return nil
 			}
-			_, _, err := x509svid.ParseAndVerify(raw, s.x509Bundle())
+			_, _, err := x509svid.Verify(cs.PeerCertificates, s.x509Bundle())
 			return err
 		},
 	}
@@ -80,7 +82,9 @@ func (s *Server) runNodeAPI(ctx context.Context) error {
 		gs.Stop()
 		<-stopped
 	}
-	<-errc
+	if err := <-errc; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return fmt.Errorf("node API: %w", err)
+	}
 	return nil
 }
 

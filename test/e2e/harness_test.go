@@ -136,16 +136,6 @@ func (p *proc) exitErr() error {
 	return p.err
 }
 
-// exited waits for the process to end by itself and returns its output.
-func (p *proc) exited(timeout time.Duration) (error, bool) {
-	select {
-	case <-p.done:
-		return p.err, true
-	case <-time.After(timeout):
-		return nil, false
-	}
-}
-
 // waitFor polls cond (cheap checks of files or sockets) until it holds.
 func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()

@@ -53,9 +53,13 @@ func WriteCredentials(dir string, certPEM, keyPEM, caPEM []byte, server string) 
 
 // Client calls the admin API with an operator credential.
 type Client struct {
-	base string
-	http *http.Client
+	base   string
+	server string
+	http   *http.Client
 }
+
+// Server is the admin API address the client calls (HOST:PORT).
+func (c *Client) Server() string { return c.server }
 
 // NewClient loads a credentials directory. server overrides the address in
 // the directory's server file.
@@ -100,7 +104,8 @@ func NewClient(credDir, server string) (*Client, error) {
 		ServerName: u.Hostname(),
 	}
 	return &Client{
-		base: strings.TrimRight(u.String(), "/"),
+		server: u.Host,
+		base:   strings.TrimRight(u.String(), "/"),
 		http: &http.Client{
 			Timeout: 30 * time.Second,
 			// HTTP/1.1: with HTTP/2 a refused handshake surfaces as "client
