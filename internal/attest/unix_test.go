@@ -41,15 +41,15 @@ func pid32(t *testing.T, pid int) int32 {
 	if pid < 0 || pid > math.MaxInt32 {
 		t.Fatalf("pid %d out of range", pid)
 	}
-	return int32(pid) //nolint:gosec // G115: range checked above
+	return int32(pid)
 }
 
 func id32(t *testing.T, id int) uint32 {
 	t.Helper()
-	if id < 0 || id > math.MaxUint32 {
+	if id < 0 || uint64(id) > math.MaxUint32 {
 		t.Fatalf("id %d out of range", id)
 	}
-	return uint32(id) //nolint:gosec // G115: range checked above
+	return uint32(id)
 }
 
 func sha256File(t *testing.T, name string) string {
