@@ -135,46 +135,17 @@ func (c *CA) SignAdmin(pub crypto.PublicKey, name, role string, ttl time.Duratio
 	if !validRole(role) {
 		return nil, fmt.Errorf("invalid admin role %q: want 1-%d letters, digits, '.', '-' or '_'", role, maxNameLen)
 	}
-	if ttl < minTTL {
-		return nil, fmt.Errorf("ttl %s is below the minimum of %s", ttl, minTTL)
-	}
-	keyUsage, err := leafKeyUsage(pub)
-	if err != nil {
-		return nil, err
-	}
-	serial, err := randomSerial()
-	if err != nil {
-		return nil, err
-	}
-	now := c.now()
-	notAfter := now.Add(ttl)
-	if c.admin.cert.NotAfter.Before(notAfter) {
-		notAfter = c.admin.cert.NotAfter
-	}
-	if !notAfter.After(now) {
-		return nil, fmt.Errorf("admin CA expired at %s", c.admin.cert.NotAfter.Format(time.RFC3339))
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject: pkix.Name{
+	cert, err := c.signWithAdminCA(pub, ttl, func(tmpl *x509.Certificate) {
+		tmpl.Subject = pkix.Name{
 			Organization:       []string{organization},
 			OrganizationalUnit: []string{role},
 			CommonName:         name,
-		},
-		NotBefore:             now.Add(-clockSkew),
-		NotAfter:              notAfter,
-		BasicConstraintsValid: true,
-		KeyUsage:              keyUsage,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		URIs:                  []*url.URL{id.URL()},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.admin.cert, pub, c.admin.key)
+		}
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+		tmpl.URIs = []*url.URL{id.URL()}
+	})
 	if err != nil {
-		return nil, fmt.Errorf("sign admin certificate: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("parse admin certificate: %w", err)
+		return nil, err
 	}
 	c.log.Info("admin certificate issued",
 		attrAdminName, name, attrRole, role, attrSerial, cert.SerialNumber.Text(16), attrNotAfter, cert.NotAfter)
@@ -198,4 +169,46 @@ func validRole(role string) bool {
 		}
 	}
 	return true
+}
+
+// signWithAdminCA issues a leaf from the admin CA: lifetime ttl (at least a
+// minute, capped at the admin CA's expiry), random serial, key usage for the
+// key type; fill sets the subject, names and extended key usage.
+func (c *CA) signWithAdminCA(pub crypto.PublicKey, ttl time.Duration, fill func(*x509.Certificate)) (*x509.Certificate, error) {
+	if ttl < minTTL {
+		return nil, fmt.Errorf("ttl %s is below the minimum of %s", ttl, minTTL)
+	}
+	keyUsage, err := leafKeyUsage(pub)
+	if err != nil {
+		return nil, err
+	}
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	now := c.now()
+	notAfter := now.Add(ttl)
+	if c.admin.cert.NotAfter.Before(notAfter) {
+		notAfter = c.admin.cert.NotAfter
+	}
+	if !notAfter.After(now) {
+		return nil, fmt.Errorf("admin CA expired at %s", c.admin.cert.NotAfter.Format(time.RFC3339))
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		NotBefore:             now.Add(-clockSkew),
+		NotAfter:              notAfter,
+		BasicConstraintsValid: true,
+		KeyUsage:              keyUsage,
+	}
+	fill(tmpl)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.admin.cert, pub, c.admin.key)
+	if err != nil {
+		return nil, fmt.Errorf("sign admin certificate: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parse admin certificate: %w", err)
+	}
+	return cert, nil
 }

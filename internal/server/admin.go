@@ -400,9 +400,24 @@ func (s *Server) handleCARotate(w http.ResponseWriter, r *http.Request, op opera
 	writeJSON(w, http.StatusOK, s.caStatus())
 }
 
-func (s *Server) handleBundle(w http.ResponseWriter, _ *http.Request, _ operator) {
-	w.Header().Set("Content-Type", "application/x-pem-file")
-	_, _ = w.Write(s.ca.BundlePEM())
+// handleBundle serves the trust bundle: PEM by default, the SPIFFE bundle
+// (JWKS with the JWT-SVID keys) with ?format=spiffe.
+func (s *Server) handleBundle(w http.ResponseWriter, r *http.Request, _ operator) {
+	switch r.URL.Query().Get("format") {
+	case "", "pem":
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		_, _ = w.Write(s.ca.BundlePEM())
+	case "spiffe", "jwks":
+		doc, err := s.ca.Bundle().Marshal()
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "could not encode the bundle")
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(doc)
+	default:
+		writeError(w, http.StatusBadRequest, "format: want pem or spiffe")
+	}
 }
 
 func (s *Server) handleNodes(w http.ResponseWriter, r *http.Request, _ operator) {

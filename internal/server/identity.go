@@ -109,8 +109,9 @@ func (ids *identities) renewAdmin() error {
 	return nil
 }
 
-// renewIfDue renews a certificate past half its lifetime, or signed by an
-// authority that is no longer active.
+// renewIfDue renews a certificate past half its lifetime. One signed by a
+// retired CA authority stays valid: the authority stays in the bundle until
+// everything it signed has expired.
 func (ids *identities) renewIfDue() error {
 	var errs []error
 	if due(ids.nodeCert.Load(), ids.now()) {

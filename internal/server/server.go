@@ -215,10 +215,18 @@ func (s *Server) close() {
 	}
 }
 
-// writeBundle publishes the trust bundle for operators and agents' bootstrap.
+// writeBundle publishes the trust bundle for operators and agents'
+// bootstrap: bundle.pem (X.509 authorities) and bundle.spiffe.json (the
+// SPIFFE bundle format: a JWKS with the X.509 and JWT-SVID authorities).
 func (s *Server) writeBundle() error {
-	path := filepath.Join(s.cfg.DataDir, "bundle.pem")
-	if err := atomicfile.Write(path, s.ca.BundlePEM(), 0o644); err != nil {
+	doc, err := s.ca.Bundle().Marshal()
+	if err != nil {
+		return fmt.Errorf("encode trust bundle: %w", err)
+	}
+	if err := atomicfile.Write(filepath.Join(s.cfg.DataDir, "bundle.pem"), s.ca.BundlePEM(), 0o644); err != nil {
+		return fmt.Errorf("publish trust bundle: %w", err)
+	}
+	if err := atomicfile.Write(filepath.Join(s.cfg.DataDir, "bundle.spiffe.json"), doc, 0o644); err != nil {
 		return fmt.Errorf("publish trust bundle: %w", err)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
@@ -105,6 +106,14 @@ func TestIdentityPlane(t *testing.T) {
 		}
 		if _, err := jwtsvid.ParseAndValidate(jwt.Marshal(), bundles, []string{"billing"}); err != nil {
 			t.Errorf("JWT-SVID does not validate against the JWT bundle: %v", err)
+		}
+		// The server publishes the JWT keys in the SPIFFE bundle file too.
+		published, err := spiffebundle.Load(spiffeid.RequireTrustDomainFromString(s.td), filepath.Join(s.dir, "bundle.spiffe.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := jwtsvid.ParseAndValidate(jwt.Marshal(), published, []string{"billing"}); err != nil {
+			t.Errorf("JWT-SVID does not validate against bundle.spiffe.json: %v", err)
 		}
 	})
 
