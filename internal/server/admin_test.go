@@ -20,7 +20,7 @@ import (
 )
 
 // startTestServer runs a real server on loopback ports in a temp dir.
-func startTestServer(t *testing.T) *Server {
+func startTestServer(t testing.TB) *Server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s, err := New(ctx, Config{DataDir: t.TempDir(), TrustDomain: "unit.example", ListenAddr: "127.0.0.1:0",

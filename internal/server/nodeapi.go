@@ -181,7 +181,7 @@ func (n *nodeAPI) Attest(ctx context.Context, req *nodev1.AttestRequest) (*nodev
 		return nil, status.Error(codes.Internal, "could not sign the node SVID; see the server log")
 	}
 	leaf := chain[0]
-	if err := s.store.RecordIssued(ctx, []store.Issued{{Serial: serialString(leaf.SerialNumber), SPIFFEID: id.String(), Kind: "node-svid",
+	if err := s.issued.record(ctx, []store.Issued{{Serial: serialString(leaf.SerialNumber), SPIFFEID: id.String(), Kind: "node-svid",
 		Node: nodeName, Authority: authority, NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter}}); err != nil {
 		s.log.Error("record node SVID", "error", err)
 		return nil, status.Error(codes.Internal, "could not record the node SVID; see the server log")
@@ -323,7 +323,7 @@ func (n *nodeAPI) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVIDsRe
 	if len(issued) > 0 {
 		// Persist before handing out: an SVID the store does not know
 		// could not be found for revocation by SPIFFE ID or audited.
-		if err := n.s.store.RecordIssued(ctx, issued); err != nil {
+		if err := n.s.issued.record(ctx, issued); err != nil {
 			n.s.log.Error("record issued SVIDs", "error", err)
 			return nil, status.Error(codes.Internal, "could not record issued SVIDs; see the server log")
 		}
@@ -359,7 +359,7 @@ func (n *nodeAPI) MintJWTSVID(ctx context.Context, req *nodev1.MintJWTSVIDReques
 		n.s.log.Error("sign JWT-SVID", "spiffe_id", id, "error", err)
 		return nil, status.Error(codes.Internal, "signing failed; see the server log")
 	}
-	if err := n.s.store.RecordIssued(ctx, []store.Issued{{SPIFFEID: id.String(), Kind: "jwt-svid", Node: nodeName, Authority: authority,
+	if err := n.s.issued.record(ctx, []store.Issued{{SPIFFEID: id.String(), Kind: "jwt-svid", Node: nodeName, Authority: authority,
 		NotBefore: n.s.cfg.Now(), NotAfter: exp}}); err != nil {
 		n.s.log.Error("record JWT-SVID", "error", err)
 		return nil, status.Error(codes.Internal, "could not record the JWT-SVID; see the server log")

@@ -66,8 +66,10 @@ type Server struct {
 	store store.Store
 	ca    *ca.CA
 	audit *audit.Recorder
-	ids   *identities
-	reg   *registry
+	// issued persists issued SVIDs with group commit (see issuedLog).
+	issued *issuedLog
+	ids    *identities
+	reg    *registry
 
 	nodeLis, adminLis net.Listener
 }
@@ -134,6 +136,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 		return nil, fmt.Errorf("load CA: %w", err)
 	}
 	s.audit = audit.NewRecorder(s.store, cfg.Logger, cfg.Now)
+	s.issued = newIssuedLog(s.store)
 	s.reg = newRegistry(s.store, td, cfg.Logger)
 	if err := s.reg.refresh(ctx); err != nil {
 		return nil, err
