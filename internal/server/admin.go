@@ -23,6 +23,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/trustmesh/trustmesh/internal/audit"
+	"github.com/trustmesh/trustmesh/internal/ca"
 	"github.com/trustmesh/trustmesh/internal/server/adminapi"
 	"github.com/trustmesh/trustmesh/internal/store"
 )
@@ -390,9 +391,14 @@ func (s *Server) handleCAStatus(w http.ResponseWriter, _ *http.Request, _ operat
 
 func (s *Server) handleCARotate(w http.ResponseWriter, r *http.Request, op operator) {
 	a, err := s.ca.Prepare()
-	if err != nil {
+	if errors.Is(err, ca.ErrAlreadyPrepared) {
 		s.auditAdmin(r.Context(), op, "ca.prepare", "", audit.OutcomeError, err.Error())
-		writeError(w, http.StatusConflict, "cannot prepare a new CA authority: "+err.Error())
+		writeError(w, http.StatusConflict, "a rotation is already in progress: the prepared authority starts signing after the propagation delay; see `trustmesh ca status`")
+		return
+	} else if err != nil {
+		s.auditAdmin(r.Context(), op, "ca.prepare", "", audit.OutcomeError, err.Error())
+		s.log.Error("prepare CA authority", "error", err)
+		writeError(w, http.StatusInternalServerError, "cannot prepare a new CA authority; see the server log")
 		return
 	}
 	s.auditAdmin(r.Context(), op, "ca.prepare", a.ID, audit.OutcomeSuccess, "published in the bundle; signs after "+s.cfg.CAPropagationDelay.String())

@@ -12,7 +12,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -152,6 +154,37 @@ func TestParseSerial(t *testing.T) {
 			got, ok := parseSerial(tc.in)
 			if ok != tc.ok || got != tc.want {
 				t.Errorf("parseSerial(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+// TestNewFailsCleanly: start-up errors are reported, never a panic, and a
+// second server cannot take a data dir in use.
+func TestNewFailsCleanly(t *testing.T) {
+	s := startTestServer(t)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	recorded := t.TempDir()
+	if err := os.WriteFile(filepath.Join(recorded, trustDomainFile), []byte("first.example\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"data dir in use", Config{DataDir: s.cfg.DataDir, ListenAddr: "127.0.0.1:0", AdminListenAddr: "127.0.0.1:0"}, "in use by another trustmesh server"},
+		{"port in use", Config{DataDir: t.TempDir(), TrustDomain: "x.example", ListenAddr: s.NodeAddr(), AdminListenAddr: "127.0.0.1:0"}, "listen on --listen"},
+		{"no trust domain", Config{DataDir: t.TempDir()}, "--trust-domain is required"},
+		{"trust domain changed", Config{DataDir: recorded, TrustDomain: "other.example"}, "does not match"},
+		{"half an upstream CA", Config{DataDir: t.TempDir(), TrustDomain: "x.example", UpstreamCertFile: "ca.pem"}, "--upstream-ca needs both"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.Logger = quiet
+			_, err := New(context.Background(), tc.cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
 			}
 		})
 	}

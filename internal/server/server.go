@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -72,13 +73,29 @@ type Server struct {
 	reg    *registry
 
 	nodeLis, adminLis net.Listener
+	lock              *os.File
+}
+
+// lockDataDir takes an exclusive lock on the data dir for the life of the
+// process: two servers on one SQLite file and one CA directory would
+// overwrite each other's CA state.
+func lockDataDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "server.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock data dir: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data dir %s is in use by another trustmesh server; stop it first, or give this one its own --data-dir", dir)
+	}
+	return f, nil
 }
 
 const trustDomainFile = "trust-domain"
 
 // New validates cfg, opens the store and CA, and binds the listeners, so a
 // bad configuration fails before anything serves.
-func New(ctx context.Context, cfg Config) (s *Server, err error) {
+func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("--data-dir is required")
 	}
@@ -106,16 +123,19 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	td, err := resolveTrustDomain(cfg.DataDir, cfg.TrustDomain)
-	if err != nil {
-		return nil, err
-	}
-	s = &Server{cfg: cfg, td: td, log: cfg.Logger.With("component", "server")}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "server")}
 	defer func() {
 		if err != nil {
 			s.close()
 		}
 	}()
+	if s.lock, err = lockDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if s.td, err = resolveTrustDomain(cfg.DataDir, cfg.TrustDomain); err != nil {
+		return nil, err
+	}
+	td := s.td
 
 	s.store = cfg.Store
 	if s.store == nil {
@@ -177,7 +197,7 @@ func resolveTrustDomain(dir, flag string) (spiffeid.TrustDomain, error) {
 		}
 		td, err := spiffeid.TrustDomainFromString(flag)
 		if err != nil {
-			return spiffeid.TrustDomain{}, fmt.Errorf("--trust-domain %q: %w (lowercase letters, digits, dots, dashes and underscores only)", flag, err)
+			return spiffeid.TrustDomain{}, fmt.Errorf("--trust-domain %q: %w", flag, err)
 		}
 		if err := os.WriteFile(path, []byte(td.Name()+"\n"), 0o644); err != nil {
 			return spiffeid.TrustDomain{}, fmt.Errorf("record trust domain: %w", err)
@@ -215,6 +235,9 @@ func (s *Server) close() {
 	}
 	if s.store != nil && s.cfg.Store == nil {
 		s.store.Close()
+	}
+	if s.lock != nil {
+		s.lock.Close() // releases the flock
 	}
 }
 
