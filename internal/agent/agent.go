@@ -25,6 +25,7 @@ import (
 	nodev1 "github.com/trustmesh/trustmesh/api/node/v1"
 	"github.com/trustmesh/trustmesh/internal/attest"
 	"github.com/trustmesh/trustmesh/internal/ca"
+	"github.com/trustmesh/trustmesh/internal/datadir"
 )
 
 // Config configures an agent.
@@ -55,6 +56,7 @@ type Agent struct {
 	creds *nodeCreds
 	state *StateHolder
 	wl    *WorkloadAPI
+	lock  *os.File
 	// conn is the current connection to the server. It is replaced whenever
 	// the node SVID changes, because TLS presents the client certificate at
 	// the handshake: calls on the old connection would carry the old (or,
@@ -101,7 +103,17 @@ func New(cfg Config) (*Agent, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), creds: &nodeCreds{dir: cfg.DataDir}, state: NewStateHolder()}
+	lock, err := datadir.Lock(cfg.DataDir, "agent")
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), creds: &nodeCreds{dir: cfg.DataDir}, state: NewStateHolder(), lock: lock}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = lock.Close()
+		}
+	}()
 
 	// Prefer the bundle saved from the server (it follows CA rotations);
 	// fall back to the operator's bootstrap file.
@@ -120,13 +132,19 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Bind before joining: a socket in use must not cost the join token.
+	if err := wl.Listen(); err != nil {
+		return nil, err
+	}
 	a.wl = wl
+	ok = true
 	return a, nil
 }
 
 // Run joins (or re-joins), then serves the Workload API and keeps SVIDs
 // fresh until ctx is cancelled.
 func (a *Agent) Run(ctx context.Context) error {
+	defer a.lock.Close()
 	if err := a.redial(); err != nil {
 		return err
 	}

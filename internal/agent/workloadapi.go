@@ -119,6 +119,7 @@ type WorkloadAPI struct {
 	now                           func() time.Time
 	log                           *slog.Logger
 	jwts                          *jwtCache
+	lis                           *net.UnixListener // bound by Listen, served by Run
 
 	started  atomic.Bool
 	ready    chan struct{} // closed once the socket is listening (tests wait on it)
@@ -182,9 +183,12 @@ func (w *WorkloadAPI) Run(ctx context.Context) error {
 	if !w.started.CompareAndSwap(false, true) {
 		return errors.New("workload api: Run called twice")
 	}
-	lis, err := listen(w.socketPath)
-	if err != nil {
-		return fmt.Errorf("workload api: %w", err)
+	lis := w.lis
+	if lis == nil {
+		if err := w.Listen(); err != nil {
+			return err
+		}
+		lis = w.lis
 	}
 	srv := grpc.NewServer(
 		grpc.Creds(attest.PeerCredentials()),
@@ -231,6 +235,18 @@ func (w *WorkloadAPI) Run(ctx context.Context) error {
 	// Closing the listener unlinked the socket (SetUnlinkOnClose).
 	w.log.Info("workload api stopped", logKeySocket, w.socketPath)
 	return runErr
+}
+
+// Listen binds the socket now, so a socket already served by another agent
+// is reported before the agent spends its join token. Run calls it if the
+// caller did not.
+func (w *WorkloadAPI) Listen() error {
+	lis, err := listen(w.socketPath)
+	if err != nil {
+		return fmt.Errorf("workload api: %w", err)
+	}
+	w.lis = lis
+	return nil
 }
 
 // listen creates the socket directory, replaces a stale socket and listens.

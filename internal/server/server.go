@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -22,6 +21,7 @@ import (
 	"github.com/trustmesh/trustmesh/internal/atomicfile"
 	"github.com/trustmesh/trustmesh/internal/audit"
 	"github.com/trustmesh/trustmesh/internal/ca"
+	"github.com/trustmesh/trustmesh/internal/datadir"
 	"github.com/trustmesh/trustmesh/internal/store"
 	"github.com/trustmesh/trustmesh/internal/store/sqlite"
 )
@@ -76,21 +76,6 @@ type Server struct {
 	lock              *os.File
 }
 
-// lockDataDir takes an exclusive lock on the data dir for the life of the
-// process: two servers on one SQLite file and one CA directory would
-// overwrite each other's CA state.
-func lockDataDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "server.lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("lock data dir: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("data dir %s is in use by another trustmesh server; stop it first, or give this one its own --data-dir", dir)
-	}
-	return f, nil
-}
-
 const trustDomainFile = "trust-domain"
 
 // New validates cfg, opens the store and CA, and binds the listeners, so a
@@ -129,7 +114,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 			s.close()
 		}
 	}()
-	if s.lock, err = lockDataDir(cfg.DataDir); err != nil {
+	if s.lock, err = datadir.Lock(cfg.DataDir, "server"); err != nil {
 		return nil, err
 	}
 	if s.td, err = resolveTrustDomain(cfg.DataDir, cfg.TrustDomain); err != nil {

@@ -181,6 +181,24 @@ func TestIdentityPlane(t *testing.T) {
 		}
 	})
 
+	t.Run("socket in use refused before the token is spent", func(t *testing.T) {
+		fresh := s.token(t, "node-2")
+		_, errOut, err := cli(t, "", "agent", "--server", s.nodeAddr, "--join-token", fresh,
+			"--trust-bundle", filepath.Join(s.dir, "bundle.pem"), "--socket", a.socket, "--data-dir", filepath.Join(t.TempDir(), "agent-b"))
+		if err == nil || !strings.Contains(errOut, "another process is serving") {
+			t.Fatalf("got %v %q, want a refusal naming the busy socket", err, errOut)
+		}
+		_, errOut, err = cli(t, "", "agent", "--server", s.nodeAddr, "--join-token", fresh,
+			"--trust-bundle", filepath.Join(s.dir, "bundle.pem"), "--socket", a.socket, "--data-dir", agentDir)
+		if err == nil || !strings.Contains(errOut, "in use by another trustmesh agent") {
+			t.Fatalf("got %v %q, want a refusal naming the busy data dir", err, errOut)
+		}
+		b := startAgent(t, s, filepath.Join(t.TempDir(), "agent-c"), fresh)
+		waitFor(t, "the token to still work", 30*time.Second, func() bool {
+			return strings.Contains(b.out.String(), "joined with a join token")
+		})
+	})
+
 	t.Run("unknown join token refused", func(t *testing.T) {
 		_, errOut, err := cli(t, "", "agent", "--server", s.nodeAddr, "--join-token", "not-a-token",
 			"--trust-bundle", filepath.Join(s.dir, "bundle.pem"), "--socket", filepath.Join(t.TempDir(), "a.sock"),
