@@ -169,7 +169,7 @@ func (a *Agent) join(ctx context.Context) error {
 		a.creds.svid.Store(saved)
 		td := saved.ID.TrustDomain()
 		a.creds.pinTD.Store(&td)
-		err := a.renewNode(ctx)
+		err := a.untilReachable(ctx, "re-join with the saved node SVID", func() error { return a.renewNode(ctx) })
 		if err == nil {
 			a.log.Info("re-joined with the saved node SVID", "spiffe_id", saved.ID)
 			return nil
@@ -185,24 +185,59 @@ func (a *Agent) join(ctx context.Context) error {
 	if a.cfg.JoinToken == "" {
 		return errors.New("no valid node SVID in --data-dir and no --join-token: create one with `trustmesh token create --node NAME`")
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	s, roots, err := attestNode(ctx, a.nc(), a.cfg.JoinToken)
-	if err != nil {
-		return fmt.Errorf("join with token: %w", explain(err))
-	}
-	return a.adoptNode(s, roots, "joined with a join token")
+	return a.untilReachable(ctx, "join with token", func() error {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		s, roots, err := attestNode(cctx, a.nc(), a.cfg.JoinToken)
+		if err != nil {
+			return explain(err)
+		}
+		return a.adoptNode(s, roots, "joined with a join token")
+	})
 }
+
+// untilReachable runs fn, retrying with backoff while the server is
+// unreachable (restarting, or not up yet), so an agent started before its
+// server, or during an outage, waits instead of exiting. Any other error
+// (a refusal, a bundle that does not match) is returned at once.
+func (a *Agent) untilReachable(ctx context.Context, what string, fn func() error) error {
+	backoff := 250 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil || !errors.Is(err, errServerUnavailable) {
+			if err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			return nil
+		}
+		a.log.Warn(what+": server unreachable; retrying", "error", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", what, err)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+// errServerUnavailable marks errors worth retrying: the server could not be
+// reached at all.
+var errServerUnavailable = errors.New("server unreachable")
 
 // explain turns gRPC errors into the server's own words.
 func explain(err error) error {
-	if st, ok := status.FromError(err); ok {
-		if st.Code() == codes.Unavailable {
-			return fmt.Errorf("server unreachable: %s", st.Message())
-		}
-		return errors.New(st.Message())
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
 	}
-	return err
+	if st.Code() == codes.Unavailable {
+		// A failed TLS handshake is a configuration problem, not an outage.
+		if strings.Contains(st.Message(), "handshake") {
+			return fmt.Errorf("TLS handshake with the server failed (does --trust-bundle hold the server's bundle.pem?): %s", st.Message())
+		}
+		return fmt.Errorf("%w: %s", errServerUnavailable, st.Message())
+	}
+	return errors.New(st.Message())
 }
 
 func (a *Agent) adoptNode(s *x509svid.SVID, roots []*x509.Certificate, how string) error {

@@ -181,6 +181,7 @@ func mustCLI(t testing.TB, args ...string) string {
 type server struct {
 	*proc
 	dir, td, nodeAddr, adminAddr string
+	args                         []string
 }
 
 func startServer(t testing.TB, td string, extra ...string) *server {
@@ -188,7 +189,15 @@ func startServer(t testing.TB, td string, extra ...string) *server {
 	s := &server{dir: filepath.Join(t.TempDir(), "server"), td: td, nodeAddr: freeAddr(t), adminAddr: freeAddr(t)}
 	args := append([]string{"server", "--data-dir", s.dir, "--trust-domain", td,
 		"--listen", s.nodeAddr, "--admin-listen", s.adminAddr, "--log-level", "debug"}, extra...)
-	s.proc = start(t, "server", args...)
+	s.args = args
+	s.launch(t)
+	return s
+}
+
+// launch starts the server process and waits until its admin API answers.
+func (s *server) launch(t testing.TB) {
+	t.Helper()
+	s.proc = start(t, "server", s.args...)
 	waitFor(t, "server admin credential", 30*time.Second, func() bool {
 		select {
 		case <-s.done:
@@ -201,7 +210,6 @@ func startServer(t testing.TB, td string, extra ...string) *server {
 		_, _, err := cli(t, "", "admin", "whoami", "--data-dir", s.dir)
 		return err == nil
 	})
-	return s
 }
 
 // apply applies a YAML document through the CLI.

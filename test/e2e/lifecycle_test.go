@@ -254,3 +254,43 @@ func TestObjectsCLI(t *testing.T) {
 		t.Errorf("history lacks the tombstone:\n%s", h)
 	}
 }
+
+// TestServerOutage: agents ride out a control-plane restart. A running
+// agent keeps serving and reconnects; an agent started while the server is
+// down waits for it instead of exiting.
+func TestServerOutage(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "outage.example")
+	s.apply(t, workloadYAML(s.td, "web", "node-1", uidSelector()))
+	a := startAgent(t, s, filepath.Join(t.TempDir(), "agent"), s.token(t, "node-1"))
+	src := newSource(t, a)
+	first, err := src.GetX509SVID()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tokenB := s.token(t, "node-2")
+	if err := s.stop(); err != nil {
+		t.Fatalf("server stop: %v", err)
+	}
+	// The agent still serves what it holds while the server is away.
+	if _, err := workloadapi.FetchX509SVID(fetchCtx(t), workloadapi.WithAddr("unix://"+a.socket)); err != nil {
+		t.Fatalf("fetch during the outage: %v", err)
+	}
+	// An agent started now waits for the server.
+	b := startAgent(t, s, filepath.Join(t.TempDir(), "agent-b"), tokenB)
+	waitFor(t, "agent b to wait for the server", 30*time.Second, func() bool {
+		return strings.Contains(b.out.String(), "server unreachable; retrying")
+	})
+
+	s.launch(t)
+	waitFor(t, "agent b to join once the server is back", 30*time.Second, func() bool {
+		return strings.Contains(b.out.String(), "joined with a join token")
+	})
+	// The running agent reconnected its sync stream: a revocation made after
+	// the restart reaches it.
+	mustCLI(t, "cert", "revoke", "--spiffe-id", first.ID.String(), "--data-dir", s.dir)
+	waitSVID(t, src, "a replacement SVID after the restart", func(v *x509svid.SVID) bool {
+		return v.Certificates[0].SerialNumber.Cmp(first.Certificates[0].SerialNumber) != 0
+	})
+}
