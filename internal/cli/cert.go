@@ -34,7 +34,7 @@ func newCertCmd(s *streams) *cobra.Command {
   trustmesh cert fetch --socket /run/trustmesh/agent.sock
   trustmesh cert revoke --spiffe-id spiffe://example.org/ns/default/sa/web --data-dir ./data`,
 	}
-	cmd.AddCommand(newCertInspectCmd(s), newCertFetchCmd(s), newCertRevokeCmd(s))
+	cmd.AddCommand(newCertInspectCmd(s), newCertFetchCmd(s), newCertRevokeCmd(s), newCertRevocationsCmd(s))
 	return cmd
 }
 

@@ -54,6 +54,7 @@ func NewRoot(in io.Reader, out, errOut io.Writer) *cobra.Command {
 		newCertCmd(s),
 		newCACmd(s),
 		newAuditCmd(s),
+		newNodeCmd(s),
 		newVersionCmd(s),
 	)
 	return root

@@ -75,6 +75,12 @@ func TestRevocationReachesAgent(t *testing.T) {
 	if !strings.Contains(audit, `"action":"cert.revoke"`) {
 		t.Errorf("revocation not audited:\n%s", audit)
 	}
+	if list := mustCLI(t, "cert", "revocations", "--data-dir", s.dir); !strings.Contains(list, first.ID.String()) || !strings.Contains(list, "e2e") {
+		t.Errorf("cert revocations lacks the revocation:\n%s", list)
+	}
+	if nodes := mustCLI(t, "node", "list", "--data-dir", s.dir); !strings.Contains(nodes, "spiffe://revoke.example/trustmesh/node/node-1") {
+		t.Errorf("node list lacks node-1:\n%s", nodes)
+	}
 
 	mustCLI(t, "cert", "revoke", "--spiffe-id", "spiffe://revoke.example/trustmesh/node/node-1", "--data-dir", s.dir)
 	waitFor(t, "the agent to be cut off", 30*time.Second, func() bool {
