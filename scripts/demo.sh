@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# The trustmesh demo: a control plane, a node agent, and a workload (this
-# shell's user) fetching its SPIFFE identity over the Workload API.
+# The trustmesh demo: a control plane, a node agent, and three services
+# (frontend -> orders -> payments) each behind a trustmesh proxy, talking
+# over mutual TLS with identities from the agent and config pushed live by
+# the server.
+#
+#   scripts/demo.sh          run the scenario, then stay up until Ctrl-C
+#   scripts/demo.sh --once   run the scenario and exit 0 on success
 set -euo pipefail
 cd "$(dirname "$0")/.."
+once=false
+[ "${1:-}" = "--once" ] && once=true
 TM=${TM:-$PWD/bin/trustmesh}
-NODE_PORT=${DEMO_NODE_PORT:-18443}
-ADMIN_PORT=${DEMO_ADMIN_PORT:-18444}
+BIN=${DEMO_BIN:-$PWD/bin}
+TD=demo.trustmesh.dev
+P=${DEMO_PORT_BASE:-18000}   # ports P+0 .. P+99 on 127.0.0.1
+NODE=127.0.0.1:$((P+43)) ADMIN=127.0.0.1:$((P+44))
 work=$(mktemp -d /tmp/trustmesh-demo.XXXXXX)
 pids=()
 cleanup() {
@@ -14,66 +23,112 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-wait_for() { # wait_for PATH WHAT
-  for _ in $(seq 1 100); do [ -e "$1" ] && return 0; sleep 0.1; done
-  echo "demo: $2 did not come up; its log:" >&2; cat "$work"/*.log >&2; exit 1
+say()  { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+ok()   { printf '   \033[32mok\033[0m  %s\n' "$*"; }
+fail() { printf '   \033[31mFAILED\033[0m  %s\n' "$*" >&2; echo "logs in $work" >&2; trap - EXIT; exit 1; }
+wait_for() { # wait_for CHECK-COMMAND WHAT
+  for _ in $(seq 1 150); do eval "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "demo: $2 did not come up; logs:" >&2; tail -n 20 "$work"/*.log >&2; trap - EXIT; exit 1
+}
+bg() { # bg NAME CMD...: run in the background, logging to $work/NAME.log
+  local name=$1; shift
+  "$@" >"$work/$name.log" 2>&1 &
+  pids+=($!)
 }
 
-step "start the control plane (trust domain demo.trustmesh.dev)"
-"$TM" server --data-dir "$work/server" --trust-domain demo.trustmesh.dev \
-  --listen 127.0.0.1:$NODE_PORT --admin-listen 127.0.0.1:$ADMIN_PORT >"$work/server.log" 2>&1 &
-pids+=($!)
-wait_for "$work/server/admin/server" "the server"
-echo "CA bundle: $work/server/bundle.pem"
-"$TM" cert inspect "$work/server/bundle.pem" | sed 's/^/  /'
+say "building the example services"
+go build -o "$BIN/" ./examples/frontend ./examples/orders ./examples/payments
 
-step "register this shell's user as a workload on node-1"
-cat >"$work/workload.yaml" <<YAML
+say "starting the control plane (trust domain $TD)"
+bg server "$TM" server --data-dir "$work/server" --trust-domain $TD --listen $NODE --admin-listen $ADMIN
+wait_for "[ -e $work/server/admin/server ] && $TM admin whoami --data-dir $work/server" "the server"
+ok "CA created; trust bundle at $work/server/bundle.pem"
+
+say "declaring the mesh: three workloads, two services, mTLS STRICT"
+{
+cat <<YAML
 apiVersion: trustmesh.dev/v1
 kind: MeshConfig
-metadata:
-  name: default
-spec:
-  x509SVIDTTL: 10m
+metadata: {name: default}
+spec: {defaultMTLSMode: STRICT, x509SVIDTTL: 10m}
+YAML
+for app in frontend orders payments; do cat <<YAML
 ---
 apiVersion: trustmesh.dev/v1
 kind: Workload
-metadata:
-  name: demo-app
-  namespace: default
+metadata: {name: $app, labels: {app: $app}}
 spec:
-  spiffeID: spiffe://demo.trustmesh.dev/ns/default/sa/demo-app
-  parentID: spiffe://demo.trustmesh.dev/trustmesh/node/node-1
+  spiffeID: spiffe://$TD/ns/default/sa/$app
+  parentID: spiffe://$TD/trustmesh/node/node-1
   selectors: ["unix:uid:$(id -u)"]
 YAML
-"$TM" apply -f "$work/workload.yaml" --data-dir "$work/server"
-"$TM" get workloads --data-dir "$work/server"
+done
+for svc in orders:$((P+2)) payments:$((P+3)); do cat <<YAML
+---
+apiVersion: trustmesh.dev/v1
+kind: Service
+metadata: {name: ${svc%%:*}}
+spec:
+  ports: [{name: http, port: 80, protocol: HTTP, targetPort: ${svc##*:}}]
+  selector: {matchLabels: {app: ${svc%%:*}}}
+  spiffeIDs: ["spiffe://$TD/ns/default/sa/${svc%%:*}"]
+YAML
+done
+} >"$work/mesh.yaml"
+"$TM" apply -f "$work/mesh.yaml" --data-dir "$work/server" | sed 's/^/   /'
 
-step "create a single-use join token and start the node agent"
-token=$("$TM" token create --node node-1 --ttl 5m --data-dir "$work/server")
-"$TM" agent --server 127.0.0.1:$NODE_PORT --join-token "$token" \
-  --trust-bundle "$work/server/bundle.pem" --socket "$work/agent.sock" --data-dir "$work/agent" >"$work/agent.log" 2>&1 &
-pids+=($!)
-wait_for "$work/agent.sock" "the agent"
+say "joining node-1 with a single-use token"
+token=$("$TM" token create --node node-1 --ttl 5m --data-dir "$work/server" 2>/dev/null)
+bg agent "$TM" agent --server $NODE --join-token "$token" --trust-bundle "$work/server/bundle.pem" \
+  --socket "$work/agent.sock" --data-dir "$work/agent"
+wait_for "[ -S $work/agent.sock ] && $TM cert fetch --socket $work/agent.sock" "the agent"
+ok "the agent holds an SVID for each workload:"
+"$TM" cert fetch --socket "$work/agent.sock" -o json | grep '"spiffeID"' | sed 's/^ */     /'
 
-step "the workload fetches its X.509-SVID over the SPIFFE Workload API"
-"$TM" cert fetch --socket "$work/agent.sock" --write "$work/svid"
-echo
-echo "verify the chain with openssl:"
-if command -v openssl >/dev/null; then
-  openssl verify -CAfile "$work/svid/bundle.pem" "$work/svid/svid.pem" | sed 's/^/  /'
+say "starting payments, orders and frontend, each behind its proxy"
+# app ports P+1..P+3, inbound P+11..P+13, outbound P+22 (orders) P+23 (payments), admin P+31..P+33
+bg payments "$BIN/payments" --listen 127.0.0.1:$((P+3))
+bg orders   "$BIN/orders" --listen 127.0.0.1:$((P+2)) --payments-url http://127.0.0.1:$((P+23))
+bg frontend "$BIN/frontend" --listen 127.0.0.1:$((P+1)) --orders-url http://127.0.0.1:$((P+22))
+bg proxy-payments "$TM" proxy --socket "$work/agent.sock" --server $NODE --spiffe-id spiffe://$TD/ns/default/sa/payments \
+  --inbound 127.0.0.1:$((P+13))=127.0.0.1:$((P+3)) --admin 127.0.0.1:$((P+33))
+bg proxy-orders "$TM" proxy --socket "$work/agent.sock" --server $NODE --spiffe-id spiffe://$TD/ns/default/sa/orders \
+  --inbound 127.0.0.1:$((P+12))=127.0.0.1:$((P+2)) --outbound 127.0.0.1:$((P+23))=payments:80 --admin 127.0.0.1:$((P+32))
+bg proxy-frontend "$TM" proxy --socket "$work/agent.sock" --server $NODE --spiffe-id spiffe://$TD/ns/default/sa/frontend \
+  --inbound 127.0.0.1:$((P+11))=127.0.0.1:$((P+1)) --outbound 127.0.0.1:$((P+22))=orders:80 --admin 127.0.0.1:$((P+31))
+for a in 31 32 33; do wait_for "curl -sf http://127.0.0.1:$((P+a))/ready" "proxy on admin port $((P+a))"; done
+ok "three proxies ready (identity from the agent, config from the server)"
+"$TM" get proxies --data-dir "$work/server" | sed 's/^/   /'
+
+say "traffic: frontend -> orders -> payments over mutual TLS"
+wait_for "curl -sf 'http://127.0.0.1:$((P+1))/buy?item=book&amount=12'" "a request through the mesh"
+answer=$(curl -sf "http://127.0.0.1:$((P+1))/buy?item=book&amount=12")
+echo "$answer" | sed 's/^/   /'
+echo "$answer" | grep -q "spiffe://$TD/ns/default/sa/orders" || fail "payments did not see orders' identity"
+echo "$answer" | grep -q "spiffe://$TD/ns/default/sa/frontend" || fail "orders did not see frontend's identity"
+ok "each hop saw its caller's verified SPIFFE ID"
+
+say "a plaintext client on a STRICT port is refused"
+if curl -sf --max-time 3 "http://127.0.0.1:$((P+13))/pay" >/dev/null 2>&1; then fail "plaintext reached payments"; fi
+ok "plaintext to payments' proxy refused: $(curl -s http://127.0.0.1:$((P+33))/metrics | grep -c 'trustmesh_plaintext_connections_total{.*refused' || true) refusal counter(s) on its /metrics"
+
+say "the audit log recorded it all"
+"$TM" audit tail -n 6 --data-dir "$work/server" | sed 's/^/   /'
+
+if $once; then
+  echo; echo "demo: all checks passed."
+  exit 0
 fi
+cat <<TXT
 
-step "the same join token cannot be used twice"
-if "$TM" agent --server 127.0.0.1:$NODE_PORT --join-token "$token" --trust-bundle "$work/server/bundle.pem" \
-     --socket "$work/agent2.sock" --data-dir "$work/agent2" >"$work/agent2.log" 2>&1; then
-  echo "unexpected: a reused token was accepted" >&2; exit 1
-fi
-sed 's/^/  /' "$work/agent2.log" | tail -1
-
-step "the audit log recorded all of it"
-"$TM" audit tail -n 8 --data-dir "$work/server"
-echo
-echo "demo done: server, agent and workload stopped, $work removed."
+The mesh is up. Try:
+  curl 'http://127.0.0.1:$((P+1))/buy?item=pen&amount=3'         # through the mesh
+  curl http://127.0.0.1:$((P+33))/config_dump                    # payments proxy's pushed config
+  curl -s http://127.0.0.1:$((P+32))/metrics | grep trustmesh_   # orders proxy's metrics
+  $TM get proxies --data-dir $work/server
+  $TM cert revoke --spiffe-id spiffe://$TD/ns/default/sa/orders --data-dir $work/server
+Logs: $work/*.log        Ctrl-C stops everything.
+TXT
+while sleep 3600; do :; done

@@ -88,13 +88,17 @@ func newGetCmd(s *streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "get KIND [NAME]",
 		Short: "Show objects, as a table, YAML or JSON",
-		Long:  "Show objects of a kind (" + joinOr(policy.Kinds()) + "), all or one by name.",
+		Long:  "Show objects of a kind (" + joinOr(policy.Kinds()) + "), all or one by name, or the connected proxies (get proxies) with their snapshot versions and last ACK/NACK.",
 		Example: `  trustmesh get workloads --data-dir ./data
   trustmesh get workload web -n default -o yaml
   trustmesh get meshconfig default -o json
-  trustmesh get workload web --history`,
+  trustmesh get workload web --history
+  trustmesh get proxies --data-dir ./data`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if args[0] == "proxies" || args[0] == "proxy" {
+				return printProxies(cmd, s, cf, out.format)
+			}
 			kind, err := policy.ResolveKind(args[0])
 			if err != nil {
 				return err

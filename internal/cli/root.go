@@ -34,7 +34,7 @@ func NewRoot(in io.Reader, out, errOut io.Writer) *cobra.Command {
 
   trustmesh server   the control plane: SPIFFE CA, object store, admin API
   trustmesh agent    the node agent: attests workloads, serves the SPIFFE Workload API
-  trustmesh proxy    the sidecar / gateway (coming with the data plane)
+  trustmesh proxy    the sidecar: mutual TLS in and out, configured live
   trustmesh ...      operator commands: apply, get, delete, token, cert, ca, admin`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -46,6 +46,7 @@ func NewRoot(in io.Reader, out, errOut io.Writer) *cobra.Command {
 	root.AddCommand(
 		newServerCmd(s),
 		newAgentCmd(s),
+		newProxyCmd(s),
 		newApplyCmd(s),
 		newGetCmd(s),
 		newDeleteCmd(s),

@@ -9,6 +9,7 @@ import (
 	"math"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 
 	yaml "go.yaml.in/yaml/v2"
@@ -260,10 +261,18 @@ func (d *treeDecoder) decode(path string, n any, out reflect.Value) {
 		}
 		mv := reflect.MakeMapWithSize(out.Type(), len(m))
 		for _, it := range m {
-			k := it.Key.(string)
+			kpath, k, ok := d.mapKey(path, it.Key, out.Type().Key())
+			if !ok {
+				continue
+			}
+			if mv.MapIndex(k).IsValid() {
+				// "8080" and 8080 in one mapping.
+				d.fail(kpath, "the key %v is repeated; a key may appear only once in a mapping", k)
+				continue
+			}
 			e := reflect.New(out.Type().Elem()).Elem()
-			d.decode(fmt.Sprintf("%s[%q]", path, k), it.Value, e)
-			mv.SetMapIndex(reflect.ValueOf(k).Convert(out.Type().Key()), e)
+			d.decode(kpath, it.Value, e)
+			mv.SetMapIndex(k, e)
 		}
 		out.Set(mv)
 	default:
@@ -273,10 +282,69 @@ func (d *treeDecoder) decode(path string, n any, out reflect.Value) {
 	}
 }
 
+// mapKey converts the key of a mapping entry to a key of Go map type t and
+// returns the path of the entry. Maps with string keys take string keys;
+// maps with unsigned integer keys take integers and decimal strings (JSON
+// object keys are strings: {"8080": ...}).
+func (d *treeDecoder) mapKey(path string, key any, t reflect.Type) (string, reflect.Value, bool) {
+	switch t.Kind() {
+	case reflect.String:
+		s, ok := key.(string)
+		if !ok {
+			d.fail(path, "mapping keys must be strings, got %s; quote it", describe(key))
+			return "", reflect.Value{}, false
+		}
+		return fmt.Sprintf("%s[%q]", path, s), reflect.ValueOf(s).Convert(t), true
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		var u uint64
+		var kpath string
+		switch k := key.(type) {
+		case int64:
+			kpath = fmt.Sprintf("%s[%d]", path, k)
+			if k < 0 {
+				d.fail(kpath, "want an integer key from 0 up, got %s", describe(key))
+				return "", reflect.Value{}, false
+			}
+			u = uint64(k)
+		case uint64:
+			kpath = fmt.Sprintf("%s[%d]", path, k)
+			u = k
+		case string:
+			kpath = fmt.Sprintf("%s[%q]", path, k)
+			v, err := strconv.ParseUint(k, 10, 64)
+			switch {
+			case errors.Is(err, strconv.ErrRange):
+				d.fail(kpath, "%s is out of range for a %d-bit unsigned integer", k, t.Bits())
+				return "", reflect.Value{}, false
+			case err != nil || strconv.FormatUint(v, 10) != k:
+				d.fail(kpath, "want an integer key, such as 8080, got %s", describe(key))
+				return "", reflect.Value{}, false
+			}
+			u = v
+		default:
+			d.fail(fmt.Sprintf("%s[%v]", path, key), "want an integer key, such as 8080, got %s", describe(key))
+			return "", reflect.Value{}, false
+		}
+		if reflect.Zero(t).OverflowUint(u) {
+			d.fail(kpath, "%d is out of range for a %d-bit unsigned integer", u, t.Bits())
+			return "", reflect.Value{}, false
+		}
+		return kpath, reflect.ValueOf(u).Convert(t), true
+	default:
+		// Only the key kinds above appear in object types.
+		d.fail(path, "internal error: cannot decode map keys into %s", t)
+		return "", reflect.Value{}, false
+	}
+}
+
 func (d *treeDecoder) decodeStruct(path string, m yaml.MapSlice, out reflect.Value) {
 	fields := jsonFields(out.Type())
 	for _, it := range m {
-		k := it.Key.(string)
+		k, ok := it.Key.(string)
+		if !ok {
+			d.fail(path, "field names must be strings, got %s", describe(it.Key))
+			continue
+		}
 		fpath := k
 		if path != "" {
 			fpath = path + "." + k

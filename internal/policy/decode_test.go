@@ -124,6 +124,31 @@ func TestDecode(t *testing.T) {
 			},
 		},
 		{
+			fixture: "service.yaml",
+			want:    []Object{fullService()},
+		},
+		{
+			fixture: "service-endpoints-only.yaml",
+			want:    []Object{endpointsService()},
+		},
+		{
+			fixture: "peerauthentication.yaml",
+			want: []Object{
+				peerAuth(RootNamespace, "default", MTLSStrict, nil, nil),
+				peerAuth("shop", "default", MTLSPermissive, nil, nil),
+				portPeerAuth(),
+			},
+		},
+		{
+			// JSON object keys are strings: "8080".
+			fixture: "peerauthentication.json",
+			want:    []Object{withMode(portPeerAuth(), "")},
+		},
+		{
+			fixture: "peerauthentication-port-key-quoted.yaml",
+			want:    []Object{withMode(portPeerAuth(), "")},
+		},
+		{
 			fixture: "revision-precondition.yaml",
 			want: []Object{
 				&Workload{
@@ -162,15 +187,15 @@ func TestDecodeErrors(t *testing.T) {
 		{"workload-several-unknown-fields.yaml", []string{`unknown field "metadata.nme"`, `unknown field "spec.zzz"`}},
 		{"errors-in-two-documents.yaml", []string{
 			`document 1 (Workload "web"): unknown field "spec.selectr"`,
-			`document 2: unknown kind "Service" (supported kinds: MeshConfig, Workload)`,
+			`document 2: unknown kind "Gateway" (supported kinds: MeshConfig, PeerAuthentication, Service, Workload)`,
 		}},
 		{"bad-apiversion.yaml", []string{`document 1 (Workload "web"): apiVersion "trustmesh.dev/v2" is not supported: want "trustmesh.dev/v1"`}},
 		{"missing-apiversion.yaml", []string{`document 1 (Workload "web"): apiVersion is missing: want "trustmesh.dev/v1"`}},
 		{"apiversion-not-string.yaml", []string{`document 1 (Workload "web"): apiVersion: want the string "trustmesh.dev/v1", got a number (1)`}},
-		{"kind-not-string.yaml", []string{`document 1: kind: want a string, one of MeshConfig, Workload; got a list`}},
-		{"unknown-kind.yaml", []string{`document 1: unknown kind "Gateway" (supported kinds: MeshConfig, Workload)`}},
+		{"kind-not-string.yaml", []string{`document 1: kind: want a string, one of MeshConfig, PeerAuthentication, Service, Workload; got a list`}},
+		{"unknown-kind.yaml", []string{`document 1: unknown kind "Gateway" (supported kinds: MeshConfig, PeerAuthentication, Service, Workload)`}},
 		{"kind-wrong-case.yaml", []string{`document 1: unknown kind "workload" (did you mean "Workload"?)`}},
-		{"missing-kind.yaml", []string{`document 1: kind is missing: want one of MeshConfig, Workload`}},
+		{"missing-kind.yaml", []string{`document 1: kind is missing: want one of MeshConfig, PeerAuthentication, Service, Workload`}},
 		{"duplicate-key.yaml", []string{`document 1: line 5: key "name" is repeated`}},
 		{"json-duplicate-key.json", []string{`document 1: invalid JSON: key "kind" is repeated`}},
 		{"json-truncated.json", []string{`document 1: invalid JSON: unexpected EOF`}},
@@ -181,10 +206,28 @@ func TestDecodeErrors(t *testing.T) {
 		{"selectors-not-a-list.yaml", []string{`spec.selectors: want a list, got a string ("unix:uid:1000")`}},
 		{"revision-not-integer.yaml", []string{`metadata.revision: want an integer, got a string ("7")`}},
 		{"revision-too-large.yaml", []string{`metadata.revision: 18446744073709551615 is out of range for a 64-bit integer`}},
-		{"non-string-key.yaml", []string{`document 1: metadata.labels: mapping keys must be strings, got a number (1); quote it`}},
+		{"non-string-key.yaml", []string{`document 1 (Workload "web"): metadata.labels: mapping keys must be strings, got a number (1); quote it`}},
 		{"scalar-document.yaml", []string{`document 1: want an object (a mapping with apiVersion, kind, metadata and spec), got a string`}},
 		{"list-document.yaml", []string{`document 1: want an object (a mapping with apiVersion, kind, metadata and spec), got a list`}},
 		{"syntax-error.yaml", []string{`document 1: invalid YAML: line 4:`}},
+		{"label-key-boolean.yaml", []string{`document 1 (Workload "web"): metadata.labels: mapping keys must be strings, got a boolean (true); quote it`}},
+		{"workload-field-name-number.yaml", []string{`document 1 (Workload "web"): spec: field names must be strings, got a number (1)`}},
+		{"service-port-not-a-number.yaml", []string{`document 1 (Service "orders"): spec.ports[0].port: want an integer, got a string ("http")`}},
+		{"service-unknown-field.yaml", []string{
+			`document 1 (Service "orders"): unknown field "spec.ports[0].targetport" (did you mean "targetPort"? field names are case-sensitive)`,
+			`document 1 (Service "orders"): unknown field "spec.selector.matchLabel" (did you mean "matchLabels"?)`,
+		}},
+		{"peerauthentication-mtls-not-a-mapping.yaml", []string{`document 1 (PeerAuthentication "default"): spec.mtls: want a mapping, got a string ("STRICT")`}},
+		{"peerauthentication-port-key-not-a-number.yaml", []string{`document 1 (PeerAuthentication "orders"): spec.portLevelMtls["abc"]: want an integer key, such as 8080, got a string ("abc")`}},
+		{"peerauthentication-port-key-leading-zero.json", []string{`spec.portLevelMtls["08080"]: want an integer key, such as 8080, got a string ("08080")`}},
+		{"peerauthentication-port-key-float.yaml", []string{`spec.portLevelMtls[8080.5]: want an integer key, such as 8080, got a number (8080.5)`}},
+		{"peerauthentication-port-key-negative.yaml", []string{`spec.portLevelMtls[-1]: want an integer key from 0 up, got a number (-1)`}},
+		{"peerauthentication-port-key-too-large.yaml", []string{`spec.portLevelMtls[4294967296]: 4294967296 is out of range for a 32-bit unsigned integer`}},
+		{"peerauthentication-port-key-out-of-range.json", []string{
+			`spec.portLevelMtls["4294967296"]: 4294967296 is out of range for a 32-bit unsigned integer`,
+			`spec.portLevelMtls["99999999999999999999"]: 99999999999999999999 is out of range for a 32-bit unsigned integer`,
+		}},
+		{"peerauthentication-port-key-repeated.yaml", []string{`spec.portLevelMtls[8080]: the key 8080 is repeated; a key may appear only once in a mapping`}},
 	} {
 		t.Run(strings.TrimSuffix(tc.fixture, filepath.Ext(tc.fixture)), func(t *testing.T) {
 			objs, err := Decode(readFixture(t, tc.fixture))
@@ -267,6 +310,12 @@ func TestRoundTrip(t *testing.T) {
 		{"workload-minimal", apiWorkload()},
 		{"meshconfig-empty", emptyMeshConfig()},
 		{"meshconfig-default", DefaultMeshConfig()},
+		{"service-full", fullService()},
+		{"service-endpoints-only", endpointsService()},
+		{"service-empty-selector", &Service{APIVersion: APIVersion, Kind: KindService, Metadata: Metadata{Name: "a", Namespace: "b"}, Spec: ServiceSpec{Selector: &Selector{}}}},
+		{"peerauthentication-ports", portPeerAuth()},
+		{"peerauthentication-empty", peerAuth(RootNamespace, "default", "", nil, nil)},
+		{"peerauthentication-unset-port", peerAuth("shop", "p", MTLSUnset, &Selector{MatchLabels: map[string]string{"a": "b"}}, map[uint32]PortMTLS{1: {}, 65535: {Mode: MTLSUnset}, 4294967295: {Mode: MTLSDisable}})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data, err := Marshal(tc.obj)
@@ -303,44 +352,62 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-// TestGolden pins the canonical JSON and the YAML of a full object. Run
+// TestGolden pins the canonical JSON and the YAML of full objects. Run
 // with -update to rewrite the files after a deliberate change.
 func TestGolden(t *testing.T) {
-	obj := fullWorkload()
-	obj.Metadata.Revision = 7
-	obj.Metadata.CreationRevision = 3
-	j, err := Marshal(obj)
-	if err != nil {
-		t.Fatal(err)
-	}
-	y, err := ToYAML(obj)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []struct {
+	wl := fullWorkload()
+	wl.Metadata.Revision = 7
+	wl.Metadata.CreationRevision = 3
+	for _, tc := range []struct {
 		name string
-		got  []byte
+		obj  Object
 	}{
-		{"workload-full.json", append(j, '\n')},
-		{"workload-full.yaml", y},
+		{"workload-full", wl},
+		{"service-full", fullService()},
+		// Port keys are strings in JSON, and quoted in YAML.
+		{"peerauthentication-full", portPeerAuth()},
 	} {
-		path := filepath.Join("testdata", "golden", f.name)
-		if *update {
-			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Run(tc.name, func(t *testing.T) {
+			j, err := Marshal(tc.obj)
+			if err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(path, f.got, 0o644); err != nil {
+			y, err := ToYAML(tc.obj)
+			if err != nil {
 				t.Fatal(err)
 			}
-			continue
+			for _, f := range []struct {
+				name string
+				got  []byte
+			}{
+				{tc.name + ".json", append(j, '\n')},
+				{tc.name + ".yaml", y},
+			} {
+				checkGolden(t, filepath.Join("testdata", "golden", f.name), f.got)
+			}
+		})
+	}
+}
+
+// checkGolden compares got with the golden file at path, or rewrites the
+// file with -update.
+func checkGolden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
 		}
-		want, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatalf("%v (run go test -update to create it)", err)
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
 		}
-		if diff := cmp.Diff(string(want), string(f.got)); diff != "" {
-			t.Errorf("%s differs (-want +got):\n%s", path, diff)
-		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("%s differs (-want +got):\n%s", path, diff)
 	}
 }
 
@@ -446,6 +513,18 @@ func FuzzDecode(f *testing.F) {
 	}
 	for _, file := range files {
 		f.Add(readFixture(f, filepath.Base(file)))
+	}
+	// Forms of the newer kinds that the fixtures do not hold: mapping keys
+	// of every scalar type, and selectors and modes at their edges.
+	for _, s := range []string{
+		"{kind: PeerAuthentication, apiVersion: trustmesh.dev/v1, metadata: {name: a}, spec: {selector: {matchLabels: {a: b}}, portLevelMtls: {0: {}, 65536: {mode: UNSET}, \"1\": null, 0x50: {}}}}",
+		"{kind: PeerAuthentication, apiVersion: trustmesh.dev/v1, metadata: {name: a}, spec: {portLevelMtls: {true: {}, ~: {}, 1e3: {}}}}",
+		"{kind: PeerAuthentication, apiVersion: trustmesh.dev/v1, metadata: {name: a, namespace: trustmesh-system}, spec: {selector: {}, mtls: {}}}",
+		`{"kind":"PeerAuthentication","apiVersion":"trustmesh.dev/v1","metadata":{"name":"a"},"spec":{"portLevelMtls":{"+1":{},"1 ":{},"":{}}}}`,
+		"{kind: Service, apiVersion: trustmesh.dev/v1, metadata: {name: a}, spec: {ports: [{port: 0}, {port: 4294967296}], selector: {matchLabels: {}}, endpoints: [{}], spiffeIDs: []}}",
+		"{kind: Service, apiVersion: trustmesh.dev/v1, metadata: {name: a, labels: {1: x}}, spec: {selector: {matchLabels: {8080: x}}}}",
+	} {
+		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		objs, err := Decode(data)

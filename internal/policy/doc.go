@@ -12,8 +12,17 @@
 //	spec: {...}
 //
 // and is a pointer to a Go struct with APIVersion, Kind, Metadata and Spec
-// fields: *MeshConfig (cluster-scoped, one per mesh, named "default") and
-// *Workload (namespaced). They all implement Object.
+// fields. They all implement Object:
+//
+//   - *MeshConfig: the mesh-wide settings; cluster-scoped, one per mesh,
+//     named "default".
+//   - *Workload: an identity and the processes that get it; namespaced.
+//   - *Service: a name clients address, the workloads (selected by label)
+//     and static endpoints that serve it, and the identities allowed to
+//     serve it; namespaced.
+//   - *PeerAuthentication: the mTLS mode of workloads' inbound proxies,
+//     mesh-wide (in RootNamespace), namespace-wide or workload-specific,
+//     with Istio's semantics (see ResolvePeerAuthentication); namespaced.
 //
 // metadata.revision and metadata.creationRevision are store revisions. They
 // are output-only, except that a revision sent with a write is a
@@ -33,9 +42,10 @@
 //   - Marshal writes the canonical JSON the store keeps; Unmarshal reads it
 //     back. ToYAML writes the form `get` prints.
 //
-// Defaults of the spec (lifetimes, mTLS mode) are not written into stored
-// objects: zero fields mean "the default", and MeshConfig.Effective and
-// Workload.SVIDTTLs resolve them when they are used.
+// Defaults of the spec (lifetimes, mTLS mode, target ports) are not written
+// into stored objects: zero fields mean "the default", and
+// MeshConfig.Effective, Workload.SVIDTTLs, ServicePort.Target and
+// ResolvePeerAuthentication resolve them when they are used.
 //
 // # Adding a kind
 //

@@ -55,7 +55,7 @@ func ExampleResolveKind() {
 	fmt.Println(err)
 	// Output:
 	// Workload
-	// unknown kind "gateways" (known kinds: MeshConfig, Workload)
+	// unknown kind "gateways" (known kinds: MeshConfig, PeerAuthentication, Service, Workload)
 }
 
 func ExampleToYAML() {
@@ -70,4 +70,43 @@ func ExampleToYAML() {
 	//   defaultMTLSMode: STRICT
 	//   x509SVIDTTL: 1h
 	//   jwtSVIDTTL: 5m
+}
+
+func ExampleResolvePeerAuthentication() {
+	policies := []*policy.PeerAuthentication{
+		{ // mesh-wide
+			Metadata: policy.Metadata{Name: "default", Namespace: policy.RootNamespace},
+			Spec:     policy.PeerAuthenticationSpec{MTLS: policy.MutualTLS{Mode: policy.MTLSStrict}},
+		},
+		{ // namespace-wide
+			Metadata: policy.Metadata{Name: "default", Namespace: "shop"},
+			Spec:     policy.PeerAuthenticationSpec{MTLS: policy.MutualTLS{Mode: policy.MTLSPermissive}},
+		},
+		{ // workload-specific: inherit the namespace's mode, but require mTLS on port 8080
+			Metadata: policy.Metadata{Name: "orders", Namespace: "shop"},
+			Spec: policy.PeerAuthenticationSpec{
+				Selector:      &policy.Selector{MatchLabels: map[string]string{"app": "orders"}},
+				MTLS:          policy.MutualTLS{Mode: policy.MTLSUnset},
+				PortLevelMTLS: map[uint32]policy.PortMTLS{8080: {Mode: policy.MTLSStrict}},
+			},
+		},
+	}
+	orders := &policy.Workload{Metadata: policy.Metadata{Name: "orders", Namespace: "shop", Labels: map[string]string{"app": "orders"}}}
+	cart := &policy.Workload{Metadata: policy.Metadata{Name: "cart", Namespace: "shop", Labels: map[string]string{"app": "cart"}}}
+	web := &policy.Workload{Metadata: policy.Metadata{Name: "web", Namespace: "default"}}
+	for _, w := range []*policy.Workload{orders, cart, web} {
+		mode, ports := policy.ResolvePeerAuthentication(policies, w, policy.MTLSDisable)
+		fmt.Println(w.Metadata.Name, mode, ports)
+	}
+	// Output:
+	// orders PERMISSIVE map[8080:STRICT]
+	// cart PERMISSIVE map[]
+	// web STRICT map[]
+}
+
+func ExampleService_Hosts() {
+	svc := &policy.Service{Metadata: policy.Metadata{Name: "orders", Namespace: "shop"}}
+	fmt.Println(svc.Hosts())
+	// Output:
+	// [orders orders.shop orders.shop.svc]
 }

@@ -13,8 +13,10 @@ const APIVersion = "trustmesh.dev/v1"
 
 // The kinds of object.
 const (
-	KindMeshConfig = "MeshConfig"
-	KindWorkload   = "Workload"
+	KindMeshConfig         = "MeshConfig"
+	KindPeerAuthentication = "PeerAuthentication"
+	KindService            = "Service"
+	KindWorkload           = "Workload"
 )
 
 // DefaultNamespace is the namespace Decode gives a namespaced object that
@@ -40,7 +42,7 @@ type Metadata struct {
 }
 
 // Object is a trustmesh object of any kind. The concrete types are
-// *MeshConfig and *Workload.
+// *MeshConfig, *PeerAuthentication, *Service and *Workload.
 type Object interface {
 	// GetKind returns the kind of the object's type, such as "Workload",
 	// whatever its Kind field says.
@@ -79,6 +81,8 @@ type kindInfo struct {
 // registry lists every kind, sorted by kind. It is never modified.
 var registry = []kindInfo{
 	{kind: KindMeshConfig, plural: "meshconfigs", new: func() kindObject { return new(MeshConfig) }},
+	{kind: KindPeerAuthentication, plural: "peerauthentications", short: []string{"pa"}, new: func() kindObject { return new(PeerAuthentication) }},
+	{kind: KindService, plural: "services", short: []string{"svc"}, new: func() kindObject { return new(Service) }},
 	{kind: KindWorkload, plural: "workloads", short: []string{"wl"}, new: func() kindObject { return new(Workload) }},
 }
 

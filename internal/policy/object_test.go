@@ -21,6 +21,14 @@ func TestResolveKind(t *testing.T) {
 		{"workloads", KindWorkload},
 		{"wl", KindWorkload},
 		{"WORKLOADS", KindWorkload},
+		{"Service", KindService},
+		{"service", KindService},
+		{"services", KindService},
+		{"svc", KindService},
+		{"PeerAuthentication", KindPeerAuthentication},
+		{"peerauthentication", KindPeerAuthentication},
+		{"peerauthentications", KindPeerAuthentication},
+		{"pa", KindPeerAuthentication},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
 			got, err := ResolveKind(tc.in)
@@ -29,10 +37,10 @@ func TestResolveKind(t *testing.T) {
 			}
 		})
 	}
-	for _, in := range []string{"", "service", "wls", "mesh"} {
+	for _, in := range []string{"", "gateway", "wls", "mesh", "svcs", "peerauth"} {
 		t.Run("unknown-"+in, func(t *testing.T) {
 			got, err := ResolveKind(in)
-			want := "(known kinds: MeshConfig, Workload)"
+			want := "(known kinds: MeshConfig, PeerAuthentication, Service, Workload)"
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("ResolveKind(%q) = %q, %v; want an error containing %q", in, got, err, want)
 			}
@@ -42,7 +50,7 @@ func TestResolveKind(t *testing.T) {
 
 func TestKinds(t *testing.T) {
 	got := Kinds()
-	if diff := cmp.Diff([]string{KindMeshConfig, KindWorkload}, got); diff != "" {
+	if diff := cmp.Diff([]string{KindMeshConfig, KindPeerAuthentication, KindService, KindWorkload}, got); diff != "" {
 		t.Errorf("Kinds() (-want +got):\n%s", diff)
 	}
 	got[0] = "changed"
@@ -51,15 +59,21 @@ func TestKinds(t *testing.T) {
 	}
 }
 
-// TestRegistry checks that each registry entry makes objects of its kind.
+// TestRegistry checks that each registry entry makes objects of its kind,
+// that its names resolve to it, and that the registry is sorted.
 func TestRegistry(t *testing.T) {
-	for _, k := range registry {
+	for i, k := range registry {
 		obj := k.new()
 		if obj.GetKind() != k.kind {
 			t.Errorf("registry entry %q makes objects of kind %q", k.kind, obj.GetKind())
 		}
-		if got, err := ResolveKind(k.plural); got != k.kind || err != nil {
-			t.Errorf("ResolveKind(%q) = %q, %v; want %q", k.plural, got, err, k.kind)
+		for _, name := range append([]string{k.plural}, k.short...) {
+			if got, err := ResolveKind(name); got != k.kind || err != nil {
+				t.Errorf("ResolveKind(%q) = %q, %v; want %q", name, got, err, k.kind)
+			}
+		}
+		if i > 0 && registry[i-1].kind >= k.kind {
+			t.Errorf("registry is not sorted: %q before %q", registry[i-1].kind, k.kind)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,14 +19,19 @@ import (
 // a typed object, so that every problem can be reported with its field path.
 // The nodes of a tree are:
 //
-//	yaml.MapSlice  a mapping; keys are strings and unique
+//	yaml.MapSlice  a mapping; keys are unique scalars (see below)
 //	[]any          a list
 //	string, bool, nil
 //	int64, uint64  integers (uint64 only above math.MaxInt64)
 //	float64        other numbers
 //
-// Mappings parsed from YAML are sorted by key; mappings parsed from JSON keep
-// their order.
+// Mapping keys parsed from JSON are strings. Keys parsed from YAML are
+// scalars, as written: "8080:" is the integer 8080. The decoder accepts
+// integer keys (and strings of digits) only for maps with integer keys, such
+// as spec.portLevelMtls, and string keys everywhere else.
+//
+// Mappings parsed from YAML are sorted by key (see compareKeys); mappings
+// parsed from JSON keep their order.
 
 // document is one parsed document of an input stream.
 type document struct {
@@ -113,29 +119,82 @@ func normalizeYAML(path string, v any) (any, error) {
 	case map[any]any:
 		out := make(yaml.MapSlice, 0, len(v))
 		for k, e := range v {
-			ks, ok := k.(string)
-			if !ok {
+			key, err := normalizeYAML(path, k)
+			if err != nil {
+				return nil, err
+			}
+			var epath string
+			switch key := key.(type) {
+			case string:
+				epath = key
+				if path != "" {
+					epath = path + "." + key
+				}
+			case yaml.MapSlice, []any:
 				where := ""
 				if path != "" {
 					where = path + ": "
 				}
-				return nil, fmt.Errorf("%smapping keys must be strings, got %s; quote it", where, describe(k))
-			}
-			epath := ks
-			if path != "" {
-				epath = path + "." + ks
+				return nil, fmt.Errorf("%smapping keys must be strings, got %s", where, describe(key))
+			default:
+				epath = fmt.Sprintf("%s[%v]", path, key)
 			}
 			n, err := normalizeYAML(epath, e)
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, yaml.MapItem{Key: ks, Value: n})
+			out = append(out, yaml.MapItem{Key: key, Value: n})
 		}
-		slices.SortFunc(out, func(a, b yaml.MapItem) int { return strings.Compare(a.Key.(string), b.Key.(string)) })
+		slices.SortFunc(out, func(a, b yaml.MapItem) int { return compareKeys(a.Key, b.Key) })
 		return out, nil
 	default:
 		return nil, fmt.Errorf("%s: unsupported YAML value of type %T", path, v)
 	}
+}
+
+// compareKeys orders the scalar keys of a YAML mapping: strings first, in
+// byte order, then integers, other numbers, booleans and null.
+func compareKeys(a, b any) int {
+	if c := cmp.Compare(keyRank(a), keyRank(b)); c != 0 {
+		return c
+	}
+	switch a := a.(type) {
+	case string:
+		return strings.Compare(a, b.(string))
+	case int64:
+		return cmp.Compare(a, b.(int64))
+	case uint64:
+		return cmp.Compare(a, b.(uint64))
+	case float64:
+		return cmp.Compare(a, b.(float64))
+	case bool:
+		switch b := b.(bool); {
+		case a == b:
+			return 0
+		case !a:
+			return -1
+		}
+		return 1
+	}
+	return 0
+}
+
+// keyRank orders the types of mapping keys for compareKeys. An int64 ranks
+// before a uint64, which is always larger.
+func keyRank(k any) int {
+	switch k.(type) {
+	case string:
+		return 0
+	case int64:
+		return 1
+	case uint64:
+		return 2
+	case float64:
+		return 3
+	case bool:
+		return 4
+	}
+	return 5
 }
 
 func parseJSONStream(data []byte) []document {

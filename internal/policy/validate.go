@@ -81,20 +81,26 @@ func validateMetadata(v *validator, obj Object) {
 			v.add("metadata.namespace", "%q is not a valid namespace: %v", m.Namespace, err)
 		}
 	}
-	for _, k := range sortedKeys(m.Labels) {
-		field := fmt.Sprintf("metadata.labels[%q]", k)
-		if err := checkLabelKey(k); err != nil {
-			v.add(field, "invalid label key: %v", err)
-		}
-		if err := checkLabelValue(m.Labels[k]); err != nil {
-			v.add(field, "invalid label value %q: %v", m.Labels[k], err)
-		}
-	}
+	checkLabels(v, "metadata.labels", m.Labels)
 	if m.Revision < 0 {
 		v.add("metadata.revision", "%d is negative; leave it out, or set the revision you expect the stored object to have", m.Revision)
 	}
 	if m.CreationRevision < 0 {
 		v.add("metadata.creationRevision", "%d is negative", m.CreationRevision)
+	}
+}
+
+// checkLabels checks the keys and values of a map of labels, such as
+// metadata.labels or a selector's matchLabels.
+func checkLabels(v *validator, field string, labels map[string]string) {
+	for _, k := range sortedKeys(labels) {
+		field := fmt.Sprintf("%s[%q]", field, k)
+		if err := checkLabelKey(k); err != nil {
+			v.add(field, "invalid label key: %v", err)
+		}
+		if err := checkLabelValue(labels[k]); err != nil {
+			v.add(field, "invalid label value %q: %v", labels[k], err)
+		}
 	}
 }
 

@@ -72,7 +72,11 @@ func TestValidateAccepts(t *testing.T) {
 // TestValidateFixtures checks that the valid example files decode and
 // validate.
 func TestValidateFixtures(t *testing.T) {
-	for _, f := range []string{"multi-document.yaml", "empty-documents.yaml", "workload.json"} {
+	for _, f := range []string{
+		"multi-document.yaml", "empty-documents.yaml", "workload.json",
+		"service.yaml", "service-endpoints-only.yaml",
+		"peerauthentication.yaml", "peerauthentication.json", "peerauthentication-port-key-quoted.yaml",
+	} {
 		t.Run(f, func(t *testing.T) {
 			objs, err := Decode(readFixture(t, f))
 			if err != nil {

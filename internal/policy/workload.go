@@ -87,14 +87,7 @@ func (w *Workload) SVIDTTLs(mesh *MeshConfig) (x509, jwt time.Duration) {
 
 func (w *Workload) validateSpec(v *validator, td spiffeid.TrustDomain) {
 	s := &w.Spec
-	if id, ok := checkIDField(v, "spec.spiffeID", s.SPIFFEID, td, "the workload's identity, such as spiffe://"+td.Name()+"/ns/default/sa/web"); ok {
-		switch {
-		case id.Path() == "":
-			v.add("spec.spiffeID", "%q has no path: a workload ID needs one, such as spiffe://%s/ns/default/sa/web", s.SPIFFEID, td.Name())
-		case id.Path() == reservedPathPrefix || strings.HasPrefix(id.Path(), reservedPathPrefix+"/"):
-			v.add("spec.spiffeID", "%q: paths under %s/ are reserved for nodes, the server and admins; a workload with such an ID could impersonate one of them", s.SPIFFEID, reservedPathPrefix)
-		}
-	}
+	checkWorkloadID(v, "spec.spiffeID", s.SPIFFEID, td, "the workload's identity, such as spiffe://"+td.Name()+"/ns/default/sa/web")
 	const nodeForm = "the node agent allowed to serve this workload, spiffe://<trust domain>/trustmesh/node/<node name>"
 	if id, ok := checkIDField(v, "spec.parentID", s.ParentID, td, nodeForm); ok {
 		node, isNode := strings.CutPrefix(id.Path(), nodePathPrefix)
@@ -143,6 +136,22 @@ func (w *Workload) validateSpec(v *validator, td spiffeid.TrustDomain) {
 		v.add("spec.hint", "it is %d bytes long; at most %d are allowed", len(s.Hint), maxHintLength)
 	case !utf8.ValidString(s.Hint) || strings.IndexFunc(s.Hint, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:
 		v.add("spec.hint", "%q contains a control or non-printable character", s.Hint)
+	}
+}
+
+// checkWorkloadID checks a required SPIFFE ID field that names a workload:
+// in the trust domain td, with a path, and outside the reserved /trustmesh/
+// paths. what describes the field for the message when it is missing.
+func checkWorkloadID(v *validator, field, s string, td spiffeid.TrustDomain, what string) {
+	id, ok := checkIDField(v, field, s, td, what)
+	if !ok {
+		return
+	}
+	switch {
+	case id.Path() == "":
+		v.add(field, "%q has no path: a workload ID needs one, such as spiffe://%s/ns/default/sa/web", s, td.Name())
+	case id.Path() == reservedPathPrefix || strings.HasPrefix(id.Path(), reservedPathPrefix+"/"):
+		v.add(field, "%q: paths under %s/ are reserved for nodes, the server and admins; a workload with such an ID could impersonate one of them", s, reservedPathPrefix)
 	}
 }
 

@@ -115,6 +115,7 @@ func (s *Server) adminHandler() http.Handler {
 		{http.MethodGet, adminapi.PathBundle, everyone, s.handleBundle},
 		{http.MethodGet, adminapi.PathNodes, everyone, s.handleNodes},
 		{http.MethodGet, adminapi.PathAudit, auditReader, s.handleAudit},
+		{http.MethodGet, adminapi.PathProxies, everyone, s.handleProxies},
 	}
 	mux := http.NewServeMux()
 	for _, rt := range routes {
@@ -454,6 +455,20 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request, _ operator)
 	for _, a := range recs {
 		out.Items = append(out.Items, adminapi.AuditRecord{Seq: a.Seq, Time: a.Time, Actor: a.Actor, Action: a.Action, Object: a.Object,
 			Revision: a.Revision, Outcome: a.Outcome, Reason: a.Reason, RequestID: a.RequestID})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleProxies(w http.ResponseWriter, _ *http.Request, _ operator) {
+	out := adminapi.ProxiesResponse{Items: []adminapi.Proxy{}}
+	for _, p := range s.push.Proxies() {
+		ap := adminapi.Proxy{ID: p.ID, SPIFFEID: p.SPIFFEID.String(), Mode: p.Mode, Version: p.Version, Ready: p.Ready,
+			ConnectedAt: p.ConnectedAt, SentVersion: p.SentVersion, AckedVersion: p.AckedVersion, LastAckAt: p.LastAckAt,
+			NackVersion: p.NackVersion, NackReason: p.NackReason}
+		for _, l := range p.Inbound {
+			ap.Inbound = append(ap.Inbound, l.GetAddress())
+		}
+		out.Items = append(out.Items, ap)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -103,6 +103,7 @@ func TestRoleMatrix(t *testing.T) {
 		{http.MethodPost, adminapi.PathCARotate, nil, []string{"admin"}},
 		{http.MethodGet, adminapi.PathBundle, nil, all},
 		{http.MethodGet, adminapi.PathNodes, nil, all},
+		{http.MethodGet, adminapi.PathProxies, nil, all},
 		{http.MethodGet, adminapi.PathAudit, nil, []string{"admin", "auditor"}},
 	}
 	for _, c := range calls {

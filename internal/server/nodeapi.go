@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	configsyncv1 "github.com/trustmesh/trustmesh/api/configsync/v1"
 	nodev1 "github.com/trustmesh/trustmesh/api/node/v1"
 	"github.com/trustmesh/trustmesh/internal/audit"
 	"github.com/trustmesh/trustmesh/internal/ca"
@@ -67,6 +68,7 @@ func (s *Server) runNodeAPI(ctx context.Context) error {
 		grpc.MaxRecvMsgSize(4<<20),
 	)
 	nodev1.RegisterNodeServer(gs, &nodeAPI{s: s})
+	configsyncv1.RegisterConfigSyncServer(gs, s.push)
 	errc := make(chan error, 1)
 	go func() { errc <- gs.Serve(s.nodeLis) }()
 	select {

@@ -11,8 +11,10 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	configsyncv1 "github.com/trustmesh/trustmesh/api/configsync/v1"
 	nodev1 "github.com/trustmesh/trustmesh/api/node/v1"
 	"github.com/trustmesh/trustmesh/internal/ca"
+	"github.com/trustmesh/trustmesh/internal/configsync"
 	"github.com/trustmesh/trustmesh/internal/policy"
 	"github.com/trustmesh/trustmesh/internal/store"
 )
@@ -30,17 +32,19 @@ type view struct {
 	changed     chan struct{}
 }
 
-// registry maintains the current view.
+// registry maintains the current view, and publishes the proxies' inputs
+// (a configsync.World) to onWorld on every rebuild.
 type registry struct {
-	store store.Store
-	td    spiffeid.TrustDomain
-	log   *slog.Logger
-	mu    sync.Mutex // serializes rebuilds
-	cur   atomic.Pointer[view]
+	store   store.Store
+	td      spiffeid.TrustDomain
+	log     *slog.Logger
+	onWorld func(*configsync.World)
+	mu      sync.Mutex // serializes rebuilds
+	cur     atomic.Pointer[view]
 }
 
-func newRegistry(st store.Store, td spiffeid.TrustDomain, log *slog.Logger) *registry {
-	return &registry{store: st, td: td, log: log.With("component", "registry")}
+func newRegistry(st store.Store, td spiffeid.TrustDomain, log *slog.Logger, onWorld func(*configsync.World)) *registry {
+	return &registry{store: st, td: td, log: log.With("component", "registry"), onWorld: onWorld}
 }
 
 func (r *registry) current() *view { return r.cur.Load() }
@@ -84,23 +88,27 @@ func (r *registry) refresh(ctx context.Context) error {
 	}
 	v.mesh = mc.Effective()
 
-	objs, err := r.store.ListObjects(ctx, policy.KindWorkload, "")
+	world := &configsync.World{Revision: rev, Mesh: v.mesh}
+	workloads, err := listKind[*policy.Workload](ctx, r, policy.KindWorkload)
 	if err != nil {
-		return fmt.Errorf("list workloads: %w", err)
+		return err
 	}
-	for _, o := range objs {
-		obj, err := policy.Unmarshal(policy.KindWorkload, o.Data)
-		if err != nil {
-			r.log.Error("skip undecodable Workload", "namespace", o.Namespace, "name", o.Name, "error", err)
-			continue
-		}
-		w := obj.(*policy.Workload)
+	if world.Services, err = listKind[*policy.Service](ctx, r, policy.KindService); err != nil {
+		return err
+	}
+	if world.PeerAuths, err = listKind[*policy.PeerAuthentication](ctx, r, policy.KindPeerAuthentication); err != nil {
+		return err
+	}
+	world.Workloads = workloads
+	for _, w := range workloads {
+		o := w.Metadata
 		parent, err := spiffeid.FromString(w.Spec.ParentID)
 		if err != nil {
 			r.log.Error("skip Workload with a bad parentID", "namespace", o.Namespace, "name", o.Name, "error", err)
 			continue
 		}
 		entryID := o.Namespace + "/" + o.Name
+		revision := o.Revision
 		x509TTL, jwtTTL := time.Duration(v.mesh.X509SVIDTTL), time.Duration(v.mesh.JWTSVIDTTL)
 		if w.Spec.X509SVIDTTL > 0 {
 			x509TTL = time.Duration(w.Spec.X509SVIDTTL)
@@ -116,7 +124,7 @@ func (r *registry) refresh(ctx context.Context) error {
 			JwtSvidTtlSeconds:  int64(jwtTTL / time.Second),
 			DnsNames:           w.Spec.DNSNames,
 			Hint:               w.Spec.Hint,
-			Revision:           o.Revision,
+			Revision:           revision,
 		})
 		v.parentOf[entryID] = parent
 	}
@@ -129,6 +137,7 @@ func (r *registry) refresh(ctx context.Context) error {
 	var ids []ca.RevokedID
 	for _, rv := range revs {
 		v.revocations = append(v.revocations, &nodev1.Revocation{Serial: rv.Serial, SpiffeId: rv.SPIFFEID, RevokedAtUnixNano: rv.RevokedAt.UnixNano()})
+		world.Revocations = append(world.Revocations, &configsyncv1.Revocation{Serial: rv.Serial, SpiffeId: rv.SPIFFEID, RevokedAtUnixNano: rv.RevokedAt.UnixNano()})
 		if rv.Serial != "" {
 			serials = append(serials, rv.Serial)
 			continue
@@ -145,7 +154,35 @@ func (r *registry) refresh(ctx context.Context) error {
 	if old != nil {
 		close(old.changed)
 	}
+	if r.onWorld != nil {
+		r.onWorld(world)
+	}
 	return nil
+}
+
+// listKind decodes every live object of kind, with metadata.revision and
+// creationRevision filled from the store. An undecodable object is skipped
+// and logged: one bad row must not stop the mesh's config.
+func listKind[T policy.Object](ctx context.Context, r *registry, kind string) ([]T, error) {
+	objs, err := r.store.ListObjects(ctx, kind, "")
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", kind, err)
+	}
+	out := make([]T, 0, len(objs))
+	for _, o := range objs {
+		obj, err := policy.Unmarshal(kind, o.Data)
+		if err != nil {
+			r.log.Error("skip undecodable object", "kind", kind, "namespace", o.Namespace, "name", o.Name, "error", err)
+			continue
+		}
+		obj.GetMeta().Revision, obj.GetMeta().CreationRevision = o.Revision, o.CreateRevision
+		t, ok := obj.(T)
+		if !ok {
+			continue
+		}
+		out = append(out, t)
+	}
+	return out, nil
 }
 
 // serialString renders a certificate serial the way revocations store it.

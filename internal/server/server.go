@@ -6,6 +6,7 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"github.com/trustmesh/trustmesh/internal/atomicfile"
 	"github.com/trustmesh/trustmesh/internal/audit"
 	"github.com/trustmesh/trustmesh/internal/ca"
+	"github.com/trustmesh/trustmesh/internal/configsync"
 	"github.com/trustmesh/trustmesh/internal/datadir"
 	"github.com/trustmesh/trustmesh/internal/store"
 	"github.com/trustmesh/trustmesh/internal/store/sqlite"
@@ -71,6 +73,7 @@ type Server struct {
 	issued *issuedLog
 	ids    *identities
 	reg    *registry
+	push   *configsync.Server
 
 	nodeLis, adminLis net.Listener
 	lock              *os.File
@@ -142,7 +145,14 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.audit = audit.NewRecorder(s.store, cfg.Logger, cfg.Now)
 	s.issued = newIssuedLog(s.store)
-	s.reg = newRegistry(s.store, td, cfg.Logger)
+	s.push = configsync.NewServer(configsync.ServerConfig{
+		TrustDomain: td,
+		CheckPeer:   s.checkRevoked,
+		OnNack:      s.auditNack,
+		Logger:      cfg.Logger,
+		Now:         cfg.Now,
+	})
+	s.reg = newRegistry(s.store, td, cfg.Logger, s.push.SetWorld)
 	if err := s.reg.refresh(ctx); err != nil {
 		return nil, err
 	}
@@ -204,6 +214,7 @@ func (s *Server) Run(ctx context.Context) error {
 		"admin_listen", s.AdminAddr(), "data_dir", s.cfg.DataDir)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.reg.run(ctx) })
+	g.Go(func() error { return s.push.Run(ctx) })
 	g.Go(func() error { return s.runNodeAPI(ctx) })
 	g.Go(func() error { return s.runAdminAPI(ctx) })
 	g.Go(func() error { return s.runMaintenance(ctx) })
@@ -277,6 +288,20 @@ func (s *Server) runMaintenance(ctx context.Context) error {
 			s.log.Error("renew server certificates", "error", err)
 		}
 	}
+}
+
+// checkRevoked refuses a revoked peer certificate.
+func (s *Server) checkRevoked(leaf *x509.Certificate) error {
+	if revoked, why := s.reg.current().revoked.Revoked(leaf); revoked {
+		return errors.New("SVID revoked: " + why)
+	}
+	return nil
+}
+
+// auditNack records a proxy's refusal of a snapshot: a config the data plane
+// did not take is a security-relevant event.
+func (s *Server) auditNack(ctx context.Context, p configsync.ProxyStatus, version uint64, reason string) {
+	s.recordAudit(ctx, p.SPIFFEID.String(), "config.nack", fmt.Sprintf("proxy %s snapshot %d", p.ID, version), audit.OutcomeError, reason)
 }
 
 // bundleChanged rewrites bundle.pem and wakes the agents' streams.

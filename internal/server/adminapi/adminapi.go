@@ -43,6 +43,7 @@ const (
 	PathBundle      = "/v1/bundle"
 	PathNodes       = "/v1/nodes"
 	PathAudit       = "/v1/audit"
+	PathProxies     = "/v1/proxies"
 )
 
 // Error is the body of every non-2xx response.
@@ -192,4 +193,25 @@ type AuditRecord struct {
 // AuditResponse is a page of the audit log.
 type AuditResponse struct {
 	Items []AuditRecord `json:"items"`
+}
+
+// Proxy is a proxy connected to this server.
+type Proxy struct {
+	ID           string    `json:"id"`
+	SPIFFEID     string    `json:"spiffeID"`
+	Mode         string    `json:"mode,omitempty"`
+	Version      string    `json:"version,omitempty"`
+	Inbound      []string  `json:"inbound,omitempty"`
+	Ready        bool      `json:"ready"`
+	ConnectedAt  time.Time `json:"connectedAt"`
+	SentVersion  uint64    `json:"sentVersion"`
+	AckedVersion uint64    `json:"ackedVersion"`
+	LastAckAt    time.Time `json:"lastAckAt,omitzero"`
+	NackVersion  uint64    `json:"nackVersion,omitempty"`
+	NackReason   string    `json:"nackReason,omitempty"`
+}
+
+// ProxiesResponse lists connected proxies.
+type ProxiesResponse struct {
+	Items []Proxy `json:"items"`
 }

@@ -1,0 +1,195 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/trustmesh/trustmesh/internal/configsync"
+	"github.com/trustmesh/trustmesh/internal/proxy"
+	"github.com/trustmesh/trustmesh/internal/server/adminapi"
+)
+
+func newProxyCmd(s *streams) *cobra.Command {
+	var (
+		socket, server, admin, httpProxy, mode string
+		spiffeID                               string
+		inbound, outbound                      []string
+		logs                                   logFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "proxy",
+		Short: "Run the sidecar proxy: mutual TLS in and out, configured live by the server",
+		Long: `Run the trustmesh proxy next to an application.
+
+Its identity comes from the node agent over the SPIFFE Workload API (--socket);
+its configuration (services and endpoints, mTLS modes, revocations) is pushed
+by the server over one stream (--server), and the last good configuration stays
+in force while the server is away.
+
+  --inbound LISTEN=APP_ADDR       accept mesh traffic on LISTEN (mutual TLS, or
+                                  plaintext where PeerAuthentication allows it)
+                                  and forward it to the local app
+  --outbound LISTEN=SERVICE[.NS][:PORT]
+                                  the app calls LISTEN in plaintext; the proxy
+                                  originates mutual TLS to an endpoint of SERVICE
+                                  whose SPIFFE ID the Service allows
+  --http-proxy LISTEN             an HTTP proxy routing by Host to services
+                                  (set HTTP_PROXY=http://LISTEN in the app)
+
+Mesh traffic is TLS 1.3 with the hybrid post-quantum group X25519MLKEM768
+preferred. The admin listener serves /healthz, /ready, /config_dump and /metrics.`,
+		Example: `  trustmesh proxy --socket /run/trustmesh/agent.sock --server 127.0.0.1:8443 \
+      --inbound 127.0.0.1:15006=127.0.0.1:8080 --outbound 127.0.0.1:9001=payments:80 --admin 127.0.0.1:15000`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := logs.logger(s.err)
+			if err != nil {
+				return err
+			}
+			cfg := proxy.Config{Admin: admin, HTTPProxy: httpProxy, Logger: log}
+			for _, in := range inbound {
+				spec, err := proxy.ParseInbound(in)
+				if err != nil {
+					return fmt.Errorf("--inbound %q: %w", in, err)
+				}
+				cfg.Inbound = append(cfg.Inbound, spec)
+			}
+			for _, out := range outbound {
+				spec, err := proxy.ParseOutbound(out)
+				if err != nil {
+					return fmt.Errorf("--outbound %q: %w", out, err)
+				}
+				cfg.Outbound = append(cfg.Outbound, spec)
+			}
+			if len(cfg.Inbound) == 0 && len(cfg.Outbound) == 0 && cfg.HTTPProxy == "" {
+				return errors.New("nothing to proxy: give at least one --inbound, --outbound or --http-proxy")
+			}
+			ctx := cmd.Context()
+			log.Info("waiting for an identity from the agent", "socket", socket)
+			source, err := newSource(ctx, socket, spiffeID)
+			if err != nil {
+				return err
+			}
+			defer source.Close()
+			svid, err := source.GetX509SVID()
+			if err != nil {
+				if spiffeID != "" {
+					return fmt.Errorf("the agent does not grant %s to this process (check the Workload's selectors)", spiffeID)
+				}
+				return err
+			}
+			log.Info("identity received", "spiffe_id", svid.ID, "expires", svid.Certificates[0].NotAfter)
+			cfg.Source, cfg.TrustDomain = source, svid.ID.TrustDomain()
+			p, err := proxy.New(cfg)
+			if err != nil {
+				return err
+			}
+			sub, err := configsync.NewClient(configsync.ClientConfig{ServerAddr: server, Source: source, ProxyID: proxyID(),
+				Mode: mode, Version: version(), Applier: p, Logger: log})
+			if err != nil {
+				return err
+			}
+			g, ctx := errgroup.WithContext(ctx)
+			g.Go(func() error { return p.Run(ctx) })
+			g.Go(func() error { return sub.Run(ctx) })
+			return g.Wait()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&socket, "socket", defaultSocket(), "the agent's Workload API socket")
+	f.StringVar(&server, "server", "127.0.0.1:8443", "the server's gRPC address (config push)")
+	f.StringVar(&admin, "admin", "127.0.0.1:15000", "admin listener: /healthz, /ready, /config_dump, /metrics")
+	f.StringArrayVar(&inbound, "inbound", nil, "LISTEN=APP_ADDR (repeatable)")
+	f.StringArrayVar(&outbound, "outbound", nil, "LISTEN=SERVICE[.NAMESPACE][:PORT] (repeatable)")
+	f.StringVar(&httpProxy, "http-proxy", "", "LISTEN address of an HTTP proxy routing by Host to services")
+	f.StringVar(&mode, "mode", "sidecar", "sidecar (ingress and egress gateways come later)")
+	f.StringVar(&spiffeID, "spiffe-id", "", "use this identity when the agent grants this process several")
+	logs.register(cmd)
+	return cmd
+}
+
+// newSource opens the Workload API, waiting for the first SVID (the agent
+// may still be starting). With want set, the proxy uses that identity among
+// those the agent grants this process; without, the agent's first.
+func newSource(ctx context.Context, socket, want string) (*workloadapi.X509Source, error) {
+	opts := []workloadapi.X509SourceOption{workloadapi.WithClientOptions(workloadapi.WithAddr("unix://" + socket))}
+	if want != "" {
+		id, err := spiffeid.FromString(want)
+		if err != nil {
+			return nil, fmt.Errorf("--spiffe-id %q: %w", want, err)
+		}
+		opts = append(opts, workloadapi.WithDefaultX509SVIDPicker(func(svids []*x509svid.SVID) *x509svid.SVID {
+			for _, s := range svids {
+				if s.ID == id {
+					return s
+				}
+			}
+			// Fail closed: never fall back to another identity.
+			return nil
+		}))
+	}
+	src, err := workloadapi.NewX509Source(ctx, opts...)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("identity from the agent at %s: %w", socket, err)
+	}
+	return src, nil
+}
+
+func proxyID() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+func version() string {
+	return "devel"
+}
+
+// printProxies is `trustmesh get proxies`.
+func printProxies(cmd *cobra.Command, s *streams, cf clientFlags, format string) error {
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	var resp adminapi.ProxiesResponse
+	if err := c.Do(cmd.Context(), http.MethodGet, adminapi.PathProxies, nil, nil, &resp); err != nil {
+		return err
+	}
+	if format != "table" {
+		return printStructured(s.out, format, resp)
+	}
+	if len(resp.Items) == 0 {
+		fmt.Fprintln(s.out, "no proxies connected")
+		return nil
+	}
+	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SPIFFE ID\tPROXY\tREADY\tSENT\tACKED\tLAST ACK\tLAST NACK")
+	for _, p := range resp.Items {
+		lastAck, nack := "-", "-"
+		if !p.LastAckAt.IsZero() {
+			lastAck = time.Since(p.LastAckAt).Round(time.Second).String() + " ago"
+		}
+		if p.NackReason != "" {
+			nack = fmt.Sprintf("v%d: %s", p.NackVersion, p.NackReason)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%d\t%d\t%s\t%s\n", p.SPIFFEID, p.ID, p.Ready, p.SentVersion, p.AckedVersion, lastAck, nack)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,140 @@
+package configsync
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+
+	configsyncv1 "github.com/trustmesh/trustmesh/api/configsync/v1"
+)
+
+// Applier is the proxy side: it validates and applies a snapshot, or says
+// why not.
+type Applier interface {
+	Apply(*configsyncv1.Snapshot) error
+	InboundListeners() []*configsyncv1.InboundListener
+}
+
+// Source is the proxy's identity and trust bundle (a go-spiffe X509Source).
+type Source interface {
+	x509svid.Source
+	x509bundle.Source
+}
+
+// ClientConfig configures a subscriber.
+type ClientConfig struct {
+	// ServerAddr is the server's gRPC address (the node API port).
+	ServerAddr string
+	Source     Source
+	ProxyID    string
+	Mode       string
+	Version    string
+	Applier    Applier
+	Logger     *slog.Logger
+}
+
+// Client keeps a ConfigSync stream open and applies what it receives. The
+// last good snapshot stays in force while the server is unreachable.
+type Client struct {
+	cfg ClientConfig
+	log *slog.Logger
+}
+
+// NewClient validates cfg.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	switch {
+	case cfg.ServerAddr == "":
+		return nil, errors.New("--server is required")
+	case cfg.Source == nil || cfg.Applier == nil:
+		return nil, errors.New("configsync client: source and applier are required")
+	case cfg.ProxyID == "":
+		return nil, errors.New("configsync client: proxy ID is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Client{cfg: cfg, log: cfg.Logger.With("component", "configsync")}, nil
+}
+
+// Run subscribes until ctx is cancelled, reconnecting with backoff.
+func (c *Client) Run(ctx context.Context) error {
+	svid, err := c.cfg.Source.GetX509SVID()
+	if err != nil {
+		return fmt.Errorf("configsync: no SVID: %w", err)
+	}
+	serverID, err := spiffeid.FromPath(svid.ID.TrustDomain(), "/trustmesh/server")
+	if err != nil {
+		return err
+	}
+	tlsConf := tlsconfig.MTLSClientConfig(c.cfg.Source, c.cfg.Source, tlsconfig.AuthorizeID(serverID))
+	tlsConf.MinVersion = tls.VersionTLS13
+	conn, err := grpc.NewClient(c.cfg.ServerAddr,
+		grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}))
+	if err != nil {
+		return fmt.Errorf("configsync: dial %s: %w", c.cfg.ServerAddr, err)
+	}
+	defer conn.Close()
+	client := configsyncv1.NewConfigSyncClient(conn)
+	backoff := 250 * time.Millisecond
+	for ctx.Err() == nil {
+		applied, err := c.session(ctx, client)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if applied {
+			backoff = 250 * time.Millisecond
+		}
+		c.log.Warn("config stream interrupted; keeping the last good snapshot and retrying", "error", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+	return nil
+}
+
+// session runs one stream; applied reports whether any snapshot arrived.
+func (c *Client) session(ctx context.Context, client configsyncv1.ConfigSyncClient) (applied bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := client.Stream(ctx)
+	if err != nil {
+		return false, err
+	}
+	hello := &configsyncv1.Hello{ProxyId: c.cfg.ProxyID, Inbound: c.cfg.Applier.InboundListeners(), Mode: c.cfg.Mode, Version: c.cfg.Version}
+	if err := stream.Send(&configsyncv1.ProxyMessage{Msg: &configsyncv1.ProxyMessage_Hello{Hello: hello}}); err != nil {
+		return false, err
+	}
+	for {
+		snap, err := stream.Recv()
+		if err != nil {
+			return applied, err
+		}
+		applied = true
+		var reply *configsyncv1.ProxyMessage
+		if err := c.cfg.Applier.Apply(snap); err != nil {
+			c.log.Error("rejected snapshot; keeping the last good one", "version", snap.GetVersion(), "error", err)
+			reply = &configsyncv1.ProxyMessage{Msg: &configsyncv1.ProxyMessage_Nack{Nack: &configsyncv1.Nack{Version: snap.GetVersion(), Reason: err.Error()}}}
+		} else {
+			c.log.Info("applied snapshot", "version", snap.GetVersion(), "services", len(snap.GetServices()))
+			reply = &configsyncv1.ProxyMessage{Msg: &configsyncv1.ProxyMessage_Ack{Ack: &configsyncv1.Ack{Version: snap.GetVersion()}}}
+		}
+		if err := stream.Send(reply); err != nil {
+			return applied, err
+		}
+	}
+}

@@ -1,0 +1,301 @@
+package configsync
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	configsyncv1 "github.com/trustmesh/trustmesh/api/configsync/v1"
+)
+
+// ServerConfig configures the hub.
+type ServerConfig struct {
+	TrustDomain spiffeid.TrustDomain
+	// CheckPeer refuses a caller certificate (e.g. revoked); nil error
+	// accepts. The chain was already verified against the bundle by TLS.
+	CheckPeer func(*x509.Certificate) error
+	// Debounce coalesces bursts of changes (default 100ms).
+	Debounce time.Duration
+	// OnNack is told about every NACK (the server audits them).
+	OnNack func(ctx context.Context, p ProxyStatus, version uint64, reason string)
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// ProxyStatus is one connected proxy as operators see it.
+type ProxyStatus struct {
+	ProxyInfo
+	ConnectedAt  time.Time
+	SentVersion  uint64
+	AckedVersion uint64
+	LastAckAt    time.Time
+	NackVersion  uint64
+	NackReason   string
+}
+
+// Server is the hub: it implements the ConfigSync gRPC service.
+type Server struct {
+	configsyncv1.UnimplementedConfigSyncServer
+	cfg     ServerConfig
+	log     *slog.Logger
+	world   atomic.Pointer[World]
+	version atomic.Uint64
+	dirty   chan struct{}
+
+	mu      sync.Mutex
+	proxies map[*proxyConn]struct{}
+	gen     chan struct{} // closed when a new generation is published
+}
+
+type proxyConn struct {
+	status ProxyStatus
+}
+
+// NewServer returns a hub with an empty world.
+func NewServer(cfg ServerConfig) *Server {
+	if cfg.Debounce == 0 {
+		cfg.Debounce = 100 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "configsync"), dirty: make(chan struct{}, 1),
+		proxies: map[*proxyConn]struct{}{}, gen: make(chan struct{})}
+	s.world.Store(&World{Mesh: policyDefaults()})
+	return s
+}
+
+// SetWorld publishes new store-derived inputs; streams recompute after the
+// debounce interval.
+func (s *Server) SetWorld(w *World) {
+	s.world.Store(w)
+	s.markDirty()
+}
+
+func (s *Server) markDirty() {
+	select {
+	case s.dirty <- struct{}{}:
+	default:
+	}
+}
+
+// Run debounces changes into generations until ctx is cancelled.
+func (s *Server) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.dirty:
+		}
+		// Absorb the rest of a burst: one recomputation for many writes.
+		t := time.NewTimer(s.cfg.Debounce)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		s.mu.Lock()
+		close(s.gen)
+		s.gen = make(chan struct{})
+		s.mu.Unlock()
+	}
+}
+
+// Proxies lists the connected proxies, ordered by SPIFFE ID then proxy ID.
+func (s *Server) Proxies() []ProxyStatus {
+	s.mu.Lock()
+	out := make([]ProxyStatus, 0, len(s.proxies))
+	for c := range s.proxies {
+		out = append(out, c.status)
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b ProxyStatus) int {
+		if c := strings.Compare(a.SPIFFEID.String(), b.SPIFFEID.String()); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+func (s *Server) proxyInfos() []ProxyInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]ProxyInfo, 0, len(s.proxies))
+	for c := range s.proxies {
+		out = append(out, c.status.ProxyInfo)
+	}
+	slices.SortFunc(out, func(a, b ProxyInfo) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// authenticate returns the caller's SVID ID: a workload of our trust
+// domain, never a reserved /trustmesh/ identity.
+func (s *Server) authenticate(ctx context.Context) (spiffeid.ID, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return spiffeid.ID{}, status.Error(codes.Unauthenticated, "no peer")
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.PeerCertificates) == 0 {
+		return spiffeid.ID{}, status.Error(codes.Unauthenticated, "a proxy must present its X.509-SVID")
+	}
+	leaf := ti.State.PeerCertificates[0]
+	id, err := x509svid.IDFromCert(leaf)
+	if err != nil {
+		return spiffeid.ID{}, status.Errorf(codes.Unauthenticated, "client certificate is not an SVID: %v", err)
+	}
+	if id.TrustDomain() != s.cfg.TrustDomain {
+		return spiffeid.ID{}, status.Errorf(codes.PermissionDenied, "%s is not in trust domain %s", id, s.cfg.TrustDomain)
+	}
+	if strings.HasPrefix(id.Path(), "/trustmesh/") {
+		return spiffeid.ID{}, status.Errorf(codes.PermissionDenied, "%s is a control-plane identity, not a proxy", id)
+	}
+	if !s.cfg.Now().Before(leaf.NotAfter) {
+		return spiffeid.ID{}, status.Error(codes.Unauthenticated, "SVID expired")
+	}
+	if s.cfg.CheckPeer != nil {
+		if err := s.cfg.CheckPeer(leaf); err != nil {
+			return spiffeid.ID{}, status.Errorf(codes.PermissionDenied, "%v", err)
+		}
+	}
+	return id, nil
+}
+
+// Stream serves one proxy.
+func (s *Server) Stream(stream configsyncv1.ConfigSync_StreamServer) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	id, err := s.authenticate(ctx)
+	if err != nil {
+		return err
+	}
+	hello, err := recvHello(stream)
+	if err != nil {
+		return err
+	}
+	c := &proxyConn{status: ProxyStatus{ProxyInfo: ProxyInfo{ID: hello.GetProxyId(), SPIFFEID: id, Inbound: hello.GetInbound(),
+		Mode: hello.GetMode(), Version: hello.GetVersion()}, ConnectedAt: s.cfg.Now()}}
+	s.mu.Lock()
+	s.proxies[c] = struct{}{}
+	s.mu.Unlock()
+	s.log.Info("proxy connected", "proxy_id", c.status.ID, "spiffe_id", id, "inbound", len(c.status.Inbound))
+	defer func() {
+		s.mu.Lock()
+		delete(s.proxies, c)
+		s.mu.Unlock()
+		s.markDirty() // its endpoints leave other proxies' snapshots
+		s.log.Info("proxy disconnected", "proxy_id", c.status.ID, "spiffe_id", id)
+	}()
+
+	recvErr := make(chan error, 1)
+	go func() { recvErr <- s.receive(ctx, stream, c) }()
+
+	var last *configsyncv1.Snapshot
+	for {
+		s.mu.Lock()
+		gen := s.gen
+		s.mu.Unlock()
+		snap := Compute(s.world.Load(), s.proxyInfos(), s.info(c))
+		if last == nil || !proto.Equal(last, snap) {
+			last = proto.Clone(snap).(*configsyncv1.Snapshot)
+			snap.Version = s.version.Add(1)
+			if err := stream.Send(snap); err != nil {
+				return err
+			}
+			s.mu.Lock()
+			c.status.SentVersion = snap.Version
+			s.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-recvErr:
+			return err
+		case <-gen:
+		}
+	}
+}
+
+func (s *Server) info(c *proxyConn) ProxyInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return c.status.ProxyInfo
+}
+
+func recvHello(stream configsyncv1.ConfigSync_StreamServer) (*configsyncv1.Hello, error) {
+	msg, err := stream.Recv()
+	if err != nil {
+		return nil, err
+	}
+	h := msg.GetHello()
+	if h == nil {
+		return nil, status.Error(codes.InvalidArgument, "the first message must be Hello")
+	}
+	if h.GetProxyId() == "" || len(h.GetProxyId()) > 256 {
+		return nil, status.Error(codes.InvalidArgument, "hello.proxy_id is required (at most 256 bytes)")
+	}
+	if len(h.GetInbound()) > 64 {
+		return nil, status.Error(codes.InvalidArgument, "at most 64 inbound listeners")
+	}
+	return h, nil
+}
+
+// receive records ACKs and NACKs until the stream ends.
+func (s *Server) receive(ctx context.Context, stream configsyncv1.ConfigSync_StreamServer, c *proxyConn) error {
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
+				return nil
+			}
+			return err
+		}
+		switch m := msg.GetMsg().(type) {
+		case *configsyncv1.ProxyMessage_Ack:
+			s.mu.Lock()
+			becameReady := !c.status.Ready
+			c.status.Ready = true
+			c.status.AckedVersion = m.Ack.GetVersion()
+			c.status.LastAckAt = s.cfg.Now()
+			s.mu.Unlock()
+			if becameReady {
+				s.markDirty() // it now serves: add its endpoints for others
+			}
+		case *configsyncv1.ProxyMessage_Nack:
+			reason := m.Nack.GetReason()
+			if len(reason) > 1024 {
+				reason = reason[:1024]
+			}
+			s.mu.Lock()
+			c.status.NackVersion, c.status.NackReason = m.Nack.GetVersion(), reason
+			st := c.status
+			s.mu.Unlock()
+			s.log.Warn("proxy rejected a snapshot", "proxy_id", st.ID, "spiffe_id", st.SPIFFEID, "version", m.Nack.GetVersion(), "reason", reason)
+			if s.cfg.OnNack != nil {
+				s.cfg.OnNack(ctx, st, m.Nack.GetVersion(), reason)
+			}
+		default:
+			return status.Error(codes.InvalidArgument, fmt.Sprintf("unexpected message %T", m))
+		}
+	}
+}

@@ -1,0 +1,261 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// newHTTPServer builds an http.Server with the proxy's limits. It serves
+// HTTP/1.1 and HTTP/2 with prior knowledge on the connections it is given:
+// mesh TLS is terminated before (see meshConn), so to net/http every
+// connection is unencrypted and h2 is recognised by its preface.
+func (p *Proxy) newHTTPServer(h http.Handler, what string) *http.Server {
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	return &http.Server{
+		Handler:           h,
+		Protocols:         &protos,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       httpIdleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams:      h2MaxStreams,
+			MaxDecoderHeaderTableSize: h2HeaderTableSize,
+			MaxEncoderHeaderTableSize: h2HeaderTableSize,
+			MaxReadFrameSize:          h2MaxFrameSize,
+		},
+		ConnContext: connContext,
+		ErrorLog:    slog.NewLogLogger(p.log.With(slog.String(logListener, what)).Handler(), slog.LevelDebug),
+	}
+}
+
+// meshConn is a connection handed to an http.Server after the proxy has
+// sniffed it and, for mesh traffic, terminated TLS: it replays the sniffed
+// bytes and carries the verified peer (nil for plaintext).
+type meshConn struct {
+	net.Conn
+	prefix  []byte
+	peer    *peer
+	tracked *trackedConn
+	set     *connSet
+	once    sync.Once
+}
+
+func (c *meshConn) Read(b []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(b, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *meshConn) Close() error {
+	c.once.Do(func() {
+		if c.tracked != nil {
+			c.set.remove(c.tracked)
+		}
+	})
+	return c.Conn.Close()
+}
+
+type ctxKey struct{}
+
+// connInfo is what a request's context knows about its connection.
+type connInfo struct {
+	peer *peer // nil: plaintext
+}
+
+var plaintextInfo = &connInfo{}
+
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	if mc, ok := c.(*meshConn); ok && mc.peer != nil {
+		return context.WithValue(ctx, ctxKey{}, &connInfo{peer: mc.peer})
+	}
+	return context.WithValue(ctx, ctxKey{}, plaintextInfo)
+}
+
+func peerFrom(ctx context.Context) *peer {
+	if ci, ok := ctx.Value(ctxKey{}).(*connInfo); ok {
+		return ci.peer
+	}
+	return nil
+}
+
+// connQueue is a net.Listener fed by the proxy's own accept loops, so that
+// an http.Server serves connections the proxy has already classified.
+type connQueue struct {
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newConnQueue(addr net.Addr) *connQueue {
+	return &connQueue{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.ch:
+		return c, nil
+	case <-q.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// push hands c to the server, or closes it if the queue is closed.
+func (q *connQueue) push(c net.Conn) {
+	select {
+	case q.ch <- c:
+	case <-q.done:
+		_ = c.Close()
+	}
+}
+
+func (q *connQueue) Close() error {
+	q.once.Do(func() { close(q.done) })
+	return nil
+}
+
+func (q *connQueue) Addr() net.Addr { return q.addr }
+
+// headerCount counts header field lines.
+func headerCount(h http.Header) int {
+	n := 0
+	for _, vs := range h {
+		n += len(vs)
+	}
+	return n
+}
+
+// checkLimits answers 431 and returns false when a request carries more
+// than maxHeaderCount header fields. (Header bytes are limited by the
+// server's MaxHeaderBytes.)
+func checkLimits(w http.ResponseWriter, r *http.Request) bool {
+	if headerCount(r.Header) > maxHeaderCount {
+		http.Error(w, "trustmesh: more than "+strconv.Itoa(maxHeaderCount)+" header fields", http.StatusRequestHeaderFieldsTooLarge)
+		return false
+	}
+	return true
+}
+
+// Headers that only the proxy may set on requests to the app.
+const (
+	headerPeerIdentity = "X-Trustmesh-Peer-Identity"
+	headerXFCC         = "X-Forwarded-Client-Cert"
+)
+
+// route is the per-request forwarding decision, passed from the handler
+// to the ReverseProxy's Rewrite, Transport and ModifyResponse.
+type route struct {
+	target    string // host:port to send to
+	tls       bool   // dial target with mesh mTLS (https: the transport's DialTLSContext)
+	transport http.RoundTripper
+	peer      *peer  // inbound: the verified client; nil for plaintext
+	mesh      bool   // inbound: the request arrived over mTLS
+	code      int    // response code, set by ModifyResponse/ErrorHandler
+	service   string // metric label
+	direction string
+}
+
+type routeKey struct{}
+
+func routeFrom(r *http.Request) *route {
+	rt, _ := r.Context().Value(routeKey{}).(*route)
+	return rt
+}
+
+// newReverseProxy builds the forwarding half shared by every listener of
+// a direction; the route in the request context says where to.
+func (p *Proxy) newReverseProxy() *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			rt := routeFrom(pr.In)
+			pr.Out.URL.Scheme = "http"
+			if rt.tls {
+				pr.Out.URL.Scheme = "https"
+			}
+			pr.Out.URL.Host = rt.target
+			pr.Out.Header.Del(headerXFCC)
+			pr.Out.Header.Del(headerPeerIdentity)
+			if rt.peer != nil {
+				pr.Out.Header.Set(headerPeerIdentity, rt.peer.idS)
+			}
+		},
+		Transport:     routeTransport{},
+		FlushInterval: -1, // stream: gRPC, server-sent events
+		ModifyResponse: func(resp *http.Response) error {
+			if rt := routeFrom(resp.Request); rt != nil {
+				rt.code = resp.StatusCode
+			}
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			rt := routeFrom(r)
+			code := http.StatusBadGateway
+			msg := "trustmesh: upstream " + rt.service + " failed"
+			if r.Context().Err() != nil {
+				code = 499 // the client went away; nothing to write to
+			} else if errors.Is(err, errRevoked) {
+				msg = "trustmesh: upstream " + rt.service + " presented a revoked SVID"
+			}
+			rt.code = code
+			p.log.Warn("forward failed", slog.String(logDirection, rt.direction), slog.String(logService, rt.service),
+				slog.String("target", rt.target), slog.Any(logError, err))
+			if code != 499 {
+				http.Error(w, msg, code)
+			}
+		},
+		ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+	}
+}
+
+// routeTransport sends a request through its route's transport.
+type routeTransport struct{}
+
+func (routeTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return routeFrom(r).transport.RoundTrip(r)
+}
+
+// forward sends r along rt and records its metrics.
+func (p *Proxy) forward(rp *httputil.ReverseProxy, w http.ResponseWriter, r *http.Request, rt *route) {
+	start := time.Now()
+	rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, rt)))
+	p.observeRequest(rt.direction, rt.service, rt.code, rt.mesh, start)
+}
+
+func (p *Proxy) observeRequest(dir, service string, code int, mesh bool, start time.Time) {
+	mode := mtlsOff
+	if mesh {
+		mode = mtlsOn
+	}
+	if code == 0 {
+		code = http.StatusBadGateway
+	}
+	p.metrics.requests.WithLabelValues(dir, service, statusLabel(code), mode).Inc()
+	p.metrics.duration.WithLabelValues(dir, service).Observe(time.Since(start).Seconds())
+}
+
+// reply writes a short plain-text answer from the proxy itself and
+// records it.
+func (p *Proxy) reply(w http.ResponseWriter, dir, service string, mesh bool, code int, msg string) {
+	http.Error(w, msg, code)
+	p.observeRequest(dir, service, code, mesh, time.Now())
+}
+
+// drainClose reads a little of r and closes it, so a keep-alive
+// connection can be reused.
+func drainClose(r io.ReadCloser) {
+	_, _ = io.CopyN(io.Discard, r, 4<<10)
+	_ = r.Close()
+}
