@@ -28,8 +28,9 @@
 // the peer spoke HTTP/1.1 and h2c (prior knowledge) when it spoke h2, with
 // X-Forwarded-Client-Cert and X-Trustmesh-Peer-Identity removed and
 // X-Trustmesh-Peer-Identity set to the verified peer's SPIFFE ID (absent on
-// plaintext). Responses stream (FlushInterval -1) and trailers pass, so
-// gRPC, including streaming, works.
+// plaintext). Streaming responses (no Content-Length: gRPC, server-sent
+// events) are flushed write by write, and trailers pass, so gRPC, including
+// streaming, works; other responses are buffered as net/http does.
 //
 // Outbound (--outbound LISTEN=SERVICE[.NS][:PORT]): the app speaks
 // plaintext. The service port is resolved in the current snapshot per
