@@ -66,7 +66,7 @@ check-generated: generate
 
 ## bench: Go benchmarks of the identity plane (figures, not pass/fail).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./internal/ca/ ./internal/store/sqlite/ ./test/e2e/
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/ca/ ./internal/store/sqlite/ ./internal/server/ ./internal/proxy/ ./test/e2e/
 
 ## fuzz: run every fuzz target briefly (FUZZTIME=30s to change).
 FUZZTIME ?= 15s
