@@ -79,7 +79,21 @@ preferred. The admin listener serves /healthz, /ready, /config_dump and /metrics
 			}
 			ctx := cmd.Context()
 			log.Info("waiting for an identity from the agent", "socket", socket)
+			waiting := make(chan struct{})
+			go func() {
+				t := time.NewTicker(10 * time.Second)
+				defer t.Stop()
+				for {
+					select {
+					case <-waiting:
+						return
+					case <-t.C:
+						log.Warn("still waiting for an identity: is the agent running on --socket, and does a Workload's selectors match this process?", "socket", socket)
+					}
+				}
+			}()
 			source, err := newSource(ctx, socket, spiffeID)
+			close(waiting)
 			if err != nil {
 				return err
 			}
