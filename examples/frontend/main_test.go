@@ -4,18 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/trustmesh/trustmesh/examples/internal/demo"
+	"github.com/trustmesh/trustmesh/examples/internal/demo/demotest"
 )
 
 const (
@@ -34,8 +33,8 @@ func fakeOrders(t *testing.T) http.HandlerFunc {
 		if r.Method != http.MethodPost || r.URL.Path != "/orders" {
 			t.Errorf("orders got %s %s, want POST /orders", r.Method, r.URL.Path)
 		}
-		if got := r.Header.Get(peerIdentityHeader); got != "" {
-			t.Errorf("frontend sent %s %q to orders, want none: only the mesh sets it", peerIdentityHeader, got)
+		if got := r.Header.Get(demo.PeerIdentityHeader); got != "" {
+			t.Errorf("frontend sent %s %q to orders, want none: only the mesh sets it", demo.PeerIdentityHeader, got)
 		}
 		var req struct {
 			Item   string `json:"item"`
@@ -52,25 +51,6 @@ func fakeOrders(t *testing.T) http.HandlerFunc {
 		io.WriteString(w, ordersAnswer)
 	}
 }
-
-// answer returns an orders handler that always answers status and body.
-func answer(status int, body string) http.HandlerFunc {
-	return func(w http.ResponseWriter, _ *http.Request) {
-		w.WriteHeader(status)
-		io.WriteString(w, body)
-	}
-}
-
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-// timeoutError is a net.Error that timed out.
-type timeoutError struct{}
-
-func (timeoutError) Error() string   { return "i/o timeout" }
-func (timeoutError) Timeout() bool   { return true }
-func (timeoutError) Temporary() bool { return true }
 
 func TestHandler(t *testing.T) {
 	const wantIndented = `{
@@ -142,7 +122,7 @@ func TestHandler(t *testing.T) {
 		},
 		{
 			name: "orders-reports-payment-failure", target: "/buy?item=book&amount=12", peer: userID,
-			orders:     answer(http.StatusBadGateway, `{"error":"payment failed: payments answered 403 Forbidden: denied by policy"}`),
+			orders:     demotest.Answer(http.StatusBadGateway, `{"error":"payment failed: payments answered 403 Forbidden: denied by policy"}`),
 			wantStatus: http.StatusBadGateway,
 			wantBody: "order failed: orders answered 502 Bad Gateway: payment failed: payments answered 403 Forbidden: denied by policy\n" +
 				"frontend saw caller: " + userID + "\n",
@@ -150,38 +130,34 @@ func TestHandler(t *testing.T) {
 		},
 		{
 			name: "orders-denied-by-mesh", target: "/buy?item=book&amount=12", peer: userID,
-			orders:     answer(http.StatusForbidden, "denied by policy\n"),
+			orders:     demotest.Answer(http.StatusForbidden, "denied by policy\n"),
 			wantStatus: http.StatusBadGateway,
 			wantBody:   "order failed: orders answered 403 Forbidden: denied by policy\nfrontend saw caller: " + userID + "\n",
 			wantCalls:  1,
 		},
 		{
 			name: "orders-invalid-json", target: "/buy?item=book&amount=12", peer: userID,
-			orders:     answer(http.StatusCreated, `{"order":`),
+			orders:     demotest.Answer(http.StatusCreated, `{"order":`),
 			wantStatus: http.StatusBadGateway,
 			wantBody:   "order failed: orders answered with invalid JSON\nfrontend saw caller: " + userID + "\n",
 			wantCalls:  1,
 		},
 		{
 			name: "orders-answer-too-large", target: "/buy?item=book&amount=12", peer: userID,
-			orders:     answer(http.StatusCreated, strings.Repeat(" ", maxBodyBytes+1)),
+			orders:     demotest.Answer(http.StatusCreated, strings.Repeat(" ", demo.MaxBodyBytes+1)),
 			wantStatus: http.StatusBadGateway,
 			wantBody:   "order failed: orders answered with more than 65536 bytes\nfrontend saw caller: " + userID + "\n",
 			wantCalls:  1,
 		},
 		{
 			name: "orders-unreachable", target: "/buy?item=book&amount=12", peer: userID,
-			transport: roundTripFunc(func(*http.Request) (*http.Response, error) {
-				return nil, &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
-			}),
+			transport:  demotest.RefusingTransport(),
 			wantStatus: http.StatusBadGateway,
 			wantBody:   "order failed: orders is unreachable (is this app's trustmesh proxy running?)\nfrontend saw caller: " + userID + "\n",
 		},
 		{
 			name: "orders-timeout", target: "/buy?item=book&amount=12", peer: userID,
-			transport: roundTripFunc(func(*http.Request) (*http.Response, error) {
-				return nil, timeoutError{}
-			}),
+			transport:  demotest.TimingOutTransport(),
 			wantStatus: http.StatusBadGateway,
 			wantBody:   "order failed: orders did not answer within 10s\nfrontend saw caller: " + userID + "\n",
 		},
@@ -199,28 +175,15 @@ func TestHandler(t *testing.T) {
 			if orders == nil {
 				orders = fakeOrders(t)
 			}
-			var calls atomic.Int32
-			upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				calls.Add(1)
-				orders(w, r)
-			}))
-			t.Cleanup(upstream.Close)
-			client := newClient()
-			if tt.transport != nil {
-				client.Transport = tt.transport
-			}
+			upstream := demotest.StartDownstream(t, orders)
 			h := newHandler(config{
-				ordersURL: mustParseURL(t, upstream.URL),
-				client:    client,
+				ordersURL: upstream.URL,
+				client:    demotest.Client(ordersTimeout, tt.transport),
 				logger:    slog.New(slog.DiscardHandler),
 			})
 
-			req := httptest.NewRequest("GET", tt.target, nil)
-			if tt.peer != "" {
-				req.Header.Set(peerIdentityHeader, tt.peer)
-			}
 			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
+			h.ServeHTTP(rec, demotest.NewRequest("GET", tt.target, nil, tt.peer))
 
 			if rec.Code != tt.wantStatus {
 				t.Errorf("got status %d, want %d (body %q)", rec.Code, tt.wantStatus, rec.Body)
@@ -231,7 +194,7 @@ func TestHandler(t *testing.T) {
 			if got := rec.Header().Get("Content-Type"); got != "text/plain; charset=utf-8" {
 				t.Errorf("got Content-Type %q, want text/plain; charset=utf-8", got)
 			}
-			if got := calls.Load(); got != tt.wantCalls {
+			if got := upstream.Calls(); got != tt.wantCalls {
 				t.Errorf("got %d calls to orders, want %d", got, tt.wantCalls)
 			}
 		})
@@ -240,8 +203,8 @@ func TestHandler(t *testing.T) {
 
 func TestWrongMethod(t *testing.T) {
 	h := newHandler(config{
-		ordersURL: mustParseURL(t, "http://127.0.0.1:1"),
-		client:    newClient(),
+		ordersURL: demotest.URL(t, "http://127.0.0.1:1"),
+		client:    demo.NewClient(ordersTimeout),
 		logger:    slog.New(slog.DiscardHandler),
 	})
 	rec := httptest.NewRecorder()
@@ -253,30 +216,18 @@ func TestWrongMethod(t *testing.T) {
 
 func TestHandlerLogsRequestAndOrderFailure(t *testing.T) {
 	var buf bytes.Buffer
-	upstream := httptest.NewServer(answer(http.StatusForbidden, "denied by policy"))
-	t.Cleanup(upstream.Close)
+	upstream := demotest.StartDownstream(t, demotest.Answer(http.StatusForbidden, "denied by policy"))
 	h := newHandler(config{
-		ordersURL: mustParseURL(t, upstream.URL),
-		client:    newClient(),
+		ordersURL: upstream.URL,
+		client:    demo.NewClient(ordersTimeout),
 		logger:    slog.New(slog.NewJSONHandler(&buf, nil)),
 	})
-	req := httptest.NewRequest("GET", "/buy?item=book&amount=12", nil)
-	req.Header.Set(peerIdentityHeader, userID)
-	h.ServeHTTP(httptest.NewRecorder(), req)
+	h.ServeHTTP(httptest.NewRecorder(), demotest.NewRequest("GET", "/buy?item=book&amount=12", nil, userID))
 
-	var got []map[string]any
-	for line := range strings.Lines(buf.String()) {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("log line %q: %v", line, err)
-		}
-		delete(m, "time")
-		delete(m, logKeyDuration)
-		got = append(got, m)
-	}
+	got := demotest.LogRecords(t, buf.String())
 	want := []map[string]any{
-		{"level": "WARN", "msg": "order failed", logKeyError: "orders answered 403 Forbidden: denied by policy"},
-		{"level": "INFO", "msg": "request", logKeyMethod: "GET", logKeyPath: "/buy", logKeyStatus: 502.0, logKeyPeer: userID},
+		{"level": "WARN", "msg": "order failed", demo.LogKeyError: "orders answered 403 Forbidden: denied by policy"},
+		{"level": "INFO", "msg": "request", demo.LogKeyMethod: "GET", demo.LogKeyPath: "/buy", demo.LogKeyStatus: 502.0, demo.LogKeyPeer: userID},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("log mismatch (-want +got):\n%s", diff)
@@ -284,87 +235,34 @@ func TestHandlerLogsRequestAndOrderFailure(t *testing.T) {
 }
 
 func TestParseFlags(t *testing.T) {
-	tests := []struct {
-		name          string
-		args          []string
-		wantListen    string
-		wantOrdersURL string
-		wantErr       string
-	}{
+	demotest.CheckParse(t, command(), []demotest.ParseCase{
 		{
-			name: "defaults", args: []string{"--orders-url", "http://127.0.0.1:15002"},
-			wantListen: "127.0.0.1:8081", wantOrdersURL: "http://127.0.0.1:15002",
+			Name: "defaults", Args: []string{"--orders-url", "http://127.0.0.1:15002"},
+			WantListen: "127.0.0.1:8081", WantDownstream: "http://127.0.0.1:15002",
 		},
 		{
-			name: "all", args: []string{"--listen=[::1]:9000", "--orders-url=http://[::1]:15002"},
-			wantListen: "[::1]:9000", wantOrdersURL: "http://[::1]:15002",
+			Name: "all", Args: []string{"--listen=[::1]:9000", "--orders-url=http://[::1]:15002"},
+			WantListen: "[::1]:9000", WantDownstream: "http://[::1]:15002",
 		},
-		{name: "orders-url-missing", wantErr: "--orders-url is required"},
-		{name: "orders-url-no-scheme", args: []string{"--orders-url", "127.0.0.1:15002"}, wantErr: "--orders-url"},
-		{name: "orders-url-remote", args: []string{"--orders-url", "http://10.0.0.7:8082"}, wantErr: "not a loopback address"},
-		{name: "orders-url-user", args: []string{"--orders-url", "http://me@127.0.0.1:15002"}, wantErr: "want no user info"},
-		{name: "listen-public", args: []string{"--listen", ":8081", "--orders-url", "http://127.0.0.1:15002"}, wantErr: "not a loopback address"},
-		{name: "unknown-flag", args: []string{"--payments-url", "x"}, wantErr: "flag provided but not defined"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseFlags(tt.args, io.Discard)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("got error %v, want one containing %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("got error %v, want none", err)
-			}
-			if got.listen != tt.wantListen || got.ordersURL.String() != tt.wantOrdersURL {
-				t.Errorf("got listen %q orders %q, want %q %q", got.listen, got.ordersURL, tt.wantListen, tt.wantOrdersURL)
-			}
-		})
-	}
+		{Name: "orders-url-missing", WantErr: "--orders-url is required"},
+		{Name: "orders-url-no-scheme", Args: []string{"--orders-url", "127.0.0.1:15002"}, WantErr: "--orders-url"},
+		{Name: "orders-url-remote", Args: []string{"--orders-url", "http://10.0.0.7:8082"}, WantErr: "not a loopback address"},
+		{Name: "orders-url-user", Args: []string{"--orders-url", "http://me@127.0.0.1:15002"}, WantErr: "want no user info"},
+		{Name: "listen-public", Args: []string{"--listen", ":8081", "--orders-url", "http://127.0.0.1:15002"}, WantErr: "not a loopback address"},
+		{Name: "unknown-flag", Args: []string{"--payments-url", "x"}, WantErr: "flag provided but not defined"},
+	})
 }
 
 func TestRunStopsWhenContextIsCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := run(ctx, []string{"--listen", "127.0.0.1:0", "--orders-url", "http://127.0.0.1:15002"}); err != nil {
+	if err := command().Run(ctx, []string{"--listen", "127.0.0.1:0", "--orders-url", "http://127.0.0.1:15002"}, io.Discard); err != nil {
 		t.Fatalf("got %v, want nil after cancellation", err)
 	}
 }
 
 func TestRunHelpIsNotAnError(t *testing.T) {
-	if err := run(t.Context(), []string{"-h"}); err != nil {
+	if err := command().Run(t.Context(), []string{"-h"}, io.Discard); err != nil {
 		t.Fatalf("got %v, want nil for -h", err)
 	}
-}
-
-func TestServeShutsDownGracefully(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	srv := &http.Server{Handler: http.HandlerFunc(handleHealthz)}
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, srv, ln) }()
-
-	resp, err := http.Get("http://" + ln.Addr().String() + "/healthz")
-	if err != nil {
-		t.Fatalf("GET /healthz: %v", err)
-	}
-	resp.Body.Close()
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("serve: got %v, want nil after cancellation", err)
-	}
-}
-
-func mustParseURL(t *testing.T, raw string) *url.URL {
-	t.Helper()
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
 }

@@ -4,18 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/trustmesh/trustmesh/examples/internal/demo"
+	"github.com/trustmesh/trustmesh/examples/internal/demo/demotest"
 )
 
 const (
@@ -32,8 +31,8 @@ func fakePayments(t *testing.T) http.HandlerFunc {
 		if r.Method != http.MethodPost || r.URL.Path != "/pay" {
 			t.Errorf("payments got %s %s, want POST /pay", r.Method, r.URL.Path)
 		}
-		if got := r.Header.Get(peerIdentityHeader); got != "" {
-			t.Errorf("orders sent %s %q to payments, want none: only the mesh sets it", peerIdentityHeader, got)
+		if got := r.Header.Get(demo.PeerIdentityHeader); got != "" {
+			t.Errorf("orders sent %s %q to payments, want none: only the mesh sets it", demo.PeerIdentityHeader, got)
 		}
 		var req struct {
 			Order  string `json:"order"`
@@ -49,25 +48,6 @@ func fakePayments(t *testing.T) http.HandlerFunc {
 		io.WriteString(w, `{"paid": true, "order": "`+req.Order+`", "caller": "`+ordersID+`"}`+"\n")
 	}
 }
-
-// answer returns a payments handler that always answers status and body.
-func answer(status int, body string) http.HandlerFunc {
-	return func(w http.ResponseWriter, _ *http.Request) {
-		w.WriteHeader(status)
-		io.WriteString(w, body)
-	}
-}
-
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-// timeoutError is a net.Error that timed out.
-type timeoutError struct{}
-
-func (timeoutError) Error() string   { return "i/o timeout" }
-func (timeoutError) Timeout() bool   { return true }
-func (timeoutError) Temporary() bool { return true }
 
 func TestCreateOrder(t *testing.T) {
 	const goodBody = `{"item":"book","amount":12}`
@@ -138,21 +118,21 @@ func TestCreateOrder(t *testing.T) {
 		},
 		{
 			name: "payments-denied-by-mesh", body: goodBody,
-			payments:   answer(http.StatusForbidden, "denied by policy\n"),
+			payments:   demotest.Answer(http.StatusForbidden, "denied by policy\n"),
 			wantStatus: http.StatusBadGateway,
 			wantJSON:   map[string]any{"error": "payment failed: payments answered 403 Forbidden: denied by policy"},
 			wantCalls:  1,
 		},
 		{
 			name: "payments-error-json", body: goodBody,
-			payments:   answer(http.StatusInternalServerError, `{"error":"ledger offline"}`),
+			payments:   demotest.Answer(http.StatusInternalServerError, `{"error":"ledger offline"}`),
 			wantStatus: http.StatusBadGateway,
 			wantJSON:   map[string]any{"error": "payment failed: payments answered 500 Internal Server Error: ledger offline"},
 			wantCalls:  1,
 		},
 		{
 			name: "payments-error-empty", body: goodBody,
-			payments:   answer(http.StatusServiceUnavailable, ""),
+			payments:   demotest.Answer(http.StatusServiceUnavailable, ""),
 			wantStatus: http.StatusBadGateway,
 			wantJSON:   map[string]any{"error": "payment failed: payments answered 503 Service Unavailable: (empty body)"},
 			wantCalls:  1,
@@ -168,45 +148,41 @@ func TestCreateOrder(t *testing.T) {
 		},
 		{
 			name: "payments-invalid-json", body: goodBody,
-			payments:   answer(http.StatusOK, `{"paid":tru`),
+			payments:   demotest.Answer(http.StatusOK, `{"paid":tru`),
 			wantStatus: http.StatusBadGateway,
 			wantJSON:   map[string]any{"error": "payment failed: payments answered with invalid JSON"},
 			wantCalls:  1,
 		},
 		{
 			name: "payments-not-paid", body: goodBody,
-			payments:   answer(http.StatusOK, `{"paid":false,"order":"ord-test"}`),
+			payments:   demotest.Answer(http.StatusOK, `{"paid":false,"order":"ord-test"}`),
 			wantStatus: http.StatusBadGateway,
 			wantJSON:   map[string]any{"error": "payment failed: payments did not confirm order ord-test"},
 			wantCalls:  1,
 		},
 		{
 			name: "payments-confirms-another-order", body: goodBody,
-			payments:   answer(http.StatusOK, `{"paid":true,"order":"ord-other"}`),
+			payments:   demotest.Answer(http.StatusOK, `{"paid":true,"order":"ord-other"}`),
 			wantStatus: http.StatusBadGateway,
 			wantJSON:   map[string]any{"error": "payment failed: payments did not confirm order ord-test"},
 			wantCalls:  1,
 		},
 		{
 			name: "payments-answer-too-large", body: goodBody,
-			payments:   answer(http.StatusOK, strings.Repeat(" ", maxBodyBytes+1)),
+			payments:   demotest.Answer(http.StatusOK, strings.Repeat(" ", demo.MaxBodyBytes+1)),
 			wantStatus: http.StatusBadGateway,
 			wantJSON:   map[string]any{"error": "payment failed: payments answered with more than 65536 bytes"},
 			wantCalls:  1,
 		},
 		{
 			name: "payments-unreachable", body: goodBody,
-			transport: roundTripFunc(func(*http.Request) (*http.Response, error) {
-				return nil, &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
-			}),
+			transport:  demotest.RefusingTransport(),
 			wantStatus: http.StatusBadGateway,
 			wantJSON:   map[string]any{"error": "payment failed: payments is unreachable (is this app's trustmesh proxy running?)"},
 		},
 		{
 			name: "payments-timeout", body: goodBody,
-			transport: roundTripFunc(func(*http.Request) (*http.Response, error) {
-				return nil, timeoutError{}
-			}),
+			transport:  demotest.TimingOutTransport(),
 			wantStatus: http.StatusBadGateway,
 			wantJSON:   map[string]any{"error": "payment failed: payments did not answer within 5s"},
 		},
@@ -217,29 +193,16 @@ func TestCreateOrder(t *testing.T) {
 			if payments == nil {
 				payments = fakePayments(t)
 			}
-			var calls atomic.Int32
-			ps := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				calls.Add(1)
-				payments(w, r)
-			}))
-			t.Cleanup(ps.Close)
-			client := newClient()
-			if tt.transport != nil {
-				client.Transport = tt.transport
-			}
+			ps := demotest.StartDownstream(t, payments)
 			h := newHandler(config{
-				paymentsURL: mustParseURL(t, ps.URL),
-				client:      client,
+				paymentsURL: ps.URL,
+				client:      demotest.Client(paymentsTimeout, tt.transport),
 				newOrderID:  func() string { return testOrder },
 				logger:      slog.New(slog.DiscardHandler),
 			})
 
-			req := httptest.NewRequest("POST", "/orders", strings.NewReader(tt.body))
-			if tt.peer != "" {
-				req.Header.Set(peerIdentityHeader, tt.peer)
-			}
 			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
+			h.ServeHTTP(rec, demotest.NewRequest("POST", "/orders", strings.NewReader(tt.body), tt.peer))
 
 			if rec.Code != tt.wantStatus {
 				t.Errorf("got status %d, want %d (body %q)", rec.Code, tt.wantStatus, rec.Body)
@@ -254,7 +217,7 @@ func TestCreateOrder(t *testing.T) {
 			if diff := cmp.Diff(tt.wantJSON, got); diff != "" {
 				t.Errorf("body mismatch (-want +got):\n%s", diff)
 			}
-			if got := calls.Load(); got != tt.wantCalls {
+			if got := ps.Calls(); got != tt.wantCalls {
 				t.Errorf("got %d calls to payments, want %d", got, tt.wantCalls)
 			}
 		})
@@ -276,8 +239,8 @@ func TestOtherRoutes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHandler(config{
-				paymentsURL: mustParseURL(t, "http://127.0.0.1:1"),
-				client:      newClient(),
+				paymentsURL: demotest.URL(t, "http://127.0.0.1:1"),
+				client:      demo.NewClient(paymentsTimeout),
 				newOrderID:  newOrderID,
 				logger:      slog.New(slog.DiscardHandler),
 			})
@@ -295,31 +258,19 @@ func TestOtherRoutes(t *testing.T) {
 
 func TestHandlerLogsRequestAndPaymentFailure(t *testing.T) {
 	var buf bytes.Buffer
-	ps := httptest.NewServer(answer(http.StatusForbidden, "denied by policy"))
-	t.Cleanup(ps.Close)
+	ps := demotest.StartDownstream(t, demotest.Answer(http.StatusForbidden, "denied by policy"))
 	h := newHandler(config{
-		paymentsURL: mustParseURL(t, ps.URL),
-		client:      newClient(),
+		paymentsURL: ps.URL,
+		client:      demo.NewClient(paymentsTimeout),
 		newOrderID:  func() string { return testOrder },
 		logger:      slog.New(slog.NewJSONHandler(&buf, nil)),
 	})
-	req := httptest.NewRequest("POST", "/orders", strings.NewReader(`{"item":"book","amount":12}`))
-	req.Header.Set(peerIdentityHeader, frontendID)
-	h.ServeHTTP(httptest.NewRecorder(), req)
+	h.ServeHTTP(httptest.NewRecorder(), demotest.NewRequest("POST", "/orders", strings.NewReader(`{"item":"book","amount":12}`), frontendID))
 
-	var got []map[string]any
-	for line := range strings.Lines(buf.String()) {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("log line %q: %v", line, err)
-		}
-		delete(m, "time")
-		delete(m, logKeyDuration)
-		got = append(got, m)
-	}
+	got := demotest.LogRecords(t, buf.String())
 	want := []map[string]any{
-		{"level": "WARN", "msg": "payment failed", logKeyOrder: testOrder, logKeyError: "payments answered 403 Forbidden: denied by policy"},
-		{"level": "INFO", "msg": "request", logKeyMethod: "POST", logKeyPath: "/orders", logKeyStatus: 502.0, logKeyPeer: frontendID},
+		{"level": "WARN", "msg": "payment failed", logKeyOrder: testOrder, demo.LogKeyError: "payments answered 403 Forbidden: denied by policy"},
+		{"level": "INFO", "msg": "request", demo.LogKeyMethod: "POST", demo.LogKeyPath: "/orders", demo.LogKeyStatus: 502.0, demo.LogKeyPeer: frontendID},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("log mismatch (-want +got):\n%s", diff)
@@ -337,84 +288,31 @@ func TestNewOrderID(t *testing.T) {
 }
 
 func TestParseFlags(t *testing.T) {
-	tests := []struct {
-		name       string
-		args       []string
-		wantListen string
-		wantPayURL string
-		wantErr    string
-	}{
+	demotest.CheckParse(t, command(), []demotest.ParseCase{
 		{
-			name: "defaults", args: []string{"--payments-url", "http://127.0.0.1:15003"},
-			wantListen: "127.0.0.1:8082", wantPayURL: "http://127.0.0.1:15003",
+			Name: "defaults", Args: []string{"--payments-url", "http://127.0.0.1:15003"},
+			WantListen: "127.0.0.1:8082", WantDownstream: "http://127.0.0.1:15003",
 		},
 		{
-			name: "all", args: []string{"--listen=127.0.0.1:9000", "--payments-url=http://localhost:15003/"},
-			wantListen: "127.0.0.1:9000", wantPayURL: "http://localhost:15003/",
+			Name: "all", Args: []string{"--listen=127.0.0.1:9000", "--payments-url=http://localhost:15003/"},
+			WantListen: "127.0.0.1:9000", WantDownstream: "http://localhost:15003/",
 		},
-		{name: "payments-url-missing", wantErr: "--payments-url is required"},
-		{name: "payments-url-https", args: []string{"--payments-url", "https://127.0.0.1:15003"}, wantErr: "want an http:// URL"},
-		{name: "payments-url-remote", args: []string{"--payments-url", "http://payments.example:8083"}, wantErr: "not a loopback address"},
-		{name: "payments-url-no-port", args: []string{"--payments-url", "http://127.0.0.1"}, wantErr: "missing port"},
-		{name: "payments-url-query", args: []string{"--payments-url", "http://127.0.0.1:15003?x=1"}, wantErr: "want no user info, query or fragment"},
-		{name: "payments-url-garbage", args: []string{"--payments-url", "http://[::1"}, wantErr: "--payments-url"},
-		{name: "listen-public", args: []string{"--listen", "0.0.0.0:8082", "--payments-url", "http://127.0.0.1:15003"}, wantErr: "not a loopback address"},
-		{name: "unknown-flag", args: []string{"--orders-url", "x"}, wantErr: "flag provided but not defined"},
-		{name: "extra-args", args: []string{"--payments-url", "http://127.0.0.1:15003", "now"}, wantErr: "unexpected arguments"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseFlags(tt.args, io.Discard)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("got error %v, want one containing %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("got error %v, want none", err)
-			}
-			if got.listen != tt.wantListen || got.paymentsURL.String() != tt.wantPayURL {
-				t.Errorf("got listen %q payments %q, want %q %q", got.listen, got.paymentsURL, tt.wantListen, tt.wantPayURL)
-			}
-		})
-	}
+		{Name: "payments-url-missing", WantErr: "--payments-url is required"},
+		{Name: "payments-url-https", Args: []string{"--payments-url", "https://127.0.0.1:15003"}, WantErr: "want an http:// URL"},
+		{Name: "payments-url-remote", Args: []string{"--payments-url", "http://payments.example:8083"}, WantErr: "not a loopback address"},
+		{Name: "payments-url-no-port", Args: []string{"--payments-url", "http://127.0.0.1"}, WantErr: "missing port"},
+		{Name: "payments-url-query", Args: []string{"--payments-url", "http://127.0.0.1:15003?x=1"}, WantErr: "want no user info, query or fragment"},
+		{Name: "payments-url-garbage", Args: []string{"--payments-url", "http://[::1"}, WantErr: "--payments-url"},
+		{Name: "listen-public", Args: []string{"--listen", "0.0.0.0:8082", "--payments-url", "http://127.0.0.1:15003"}, WantErr: "not a loopback address"},
+		{Name: "unknown-flag", Args: []string{"--orders-url", "x"}, WantErr: "flag provided but not defined"},
+		{Name: "extra-args", Args: []string{"--payments-url", "http://127.0.0.1:15003", "now"}, WantErr: "unexpected arguments"},
+	})
 }
 
 func TestRunStopsWhenContextIsCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := run(ctx, []string{"--listen", "127.0.0.1:0", "--payments-url", "http://127.0.0.1:15003"}); err != nil {
+	if err := command().Run(ctx, []string{"--listen", "127.0.0.1:0", "--payments-url", "http://127.0.0.1:15003"}, io.Discard); err != nil {
 		t.Fatalf("got %v, want nil after cancellation", err)
 	}
-}
-
-func TestServeShutsDownGracefully(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	srv := &http.Server{Handler: http.HandlerFunc(handleHealthz)}
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, srv, ln) }()
-
-	resp, err := http.Get("http://" + ln.Addr().String() + "/healthz")
-	if err != nil {
-		t.Fatalf("GET /healthz: %v", err)
-	}
-	resp.Body.Close()
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("serve: got %v, want nil after cancellation", err)
-	}
-}
-
-func mustParseURL(t *testing.T, raw string) *url.URL {
-	t.Helper()
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
 }

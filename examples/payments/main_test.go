@@ -6,13 +6,15 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/trustmesh/trustmesh/examples/internal/demo"
+	"github.com/trustmesh/trustmesh/examples/internal/demo/demotest"
 )
 
 const callerID = "spiffe://demo.trustmesh.dev/ns/default/sa/orders"
@@ -81,7 +83,7 @@ func TestHandler(t *testing.T) {
 		},
 		{
 			name: "body-too-large", method: "POST", path: "/pay",
-			body:       `{"order":"` + strings.Repeat("x", maxBodyBytes) + `","amount":1}`,
+			body:       `{"order":"` + strings.Repeat("x", demo.MaxBodyBytes) + `","amount":1}`,
 			wantStatus: http.StatusRequestEntityTooLarge, wantBody: "larger than 65536 bytes",
 		},
 		{
@@ -100,12 +102,8 @@ func TestHandler(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHandler(slog.New(slog.DiscardHandler))
-			req := httptest.NewRequest(tt.method, tt.path, strings.NewReader(tt.body))
-			if tt.peer != "" {
-				req.Header.Set(peerIdentityHeader, tt.peer)
-			}
 			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
+			h.ServeHTTP(rec, demotest.NewRequest(tt.method, tt.path, strings.NewReader(tt.body), tt.peer))
 
 			if rec.Code != tt.wantStatus {
 				t.Errorf("got status %d, want %d (body %q)", rec.Code, tt.wantStatus, rec.Body)
@@ -129,9 +127,7 @@ func TestHandler(t *testing.T) {
 func TestHandlerLogsOneLinePerRequest(t *testing.T) {
 	var buf bytes.Buffer
 	h := newHandler(slog.New(slog.NewJSONHandler(&buf, nil)))
-	req := httptest.NewRequest("POST", "/pay", strings.NewReader(`{"order":"ord-1","amount":3}`))
-	req.Header.Set(peerIdentityHeader, callerID)
-	h.ServeHTTP(httptest.NewRecorder(), req)
+	h.ServeHTTP(httptest.NewRecorder(), demotest.NewRequest("POST", "/pay", strings.NewReader(`{"order":"ord-1","amount":3}`), callerID))
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/pay", strings.NewReader("nope")))
 
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
@@ -139,8 +135,8 @@ func TestHandlerLogsOneLinePerRequest(t *testing.T) {
 		t.Fatalf("got %d log lines, want 2:\n%s", len(lines), buf.String())
 	}
 	want := []map[string]any{
-		{logKeyMethod: "POST", logKeyPath: "/pay", logKeyStatus: 200.0, logKeyPeer: callerID},
-		{logKeyMethod: "POST", logKeyPath: "/pay", logKeyStatus: 400.0, logKeyPeer: ""},
+		{demo.LogKeyMethod: "POST", demo.LogKeyPath: "/pay", demo.LogKeyStatus: 200.0, demo.LogKeyPeer: callerID},
+		{demo.LogKeyMethod: "POST", demo.LogKeyPath: "/pay", demo.LogKeyStatus: 400.0, demo.LogKeyPeer: ""},
 	}
 	for i, line := range lines {
 		var got map[string]any
@@ -156,77 +152,30 @@ func TestHandlerLogsOneLinePerRequest(t *testing.T) {
 }
 
 func TestParseFlags(t *testing.T) {
-	tests := []struct {
-		name    string
-		args    []string
-		want    options
-		wantErr string
-	}{
-		{name: "defaults", want: options{listen: "127.0.0.1:8083"}},
-		{name: "listen", args: []string{"--listen", "127.0.0.1:9999"}, want: options{listen: "127.0.0.1:9999"}},
-		{name: "listen-ipv6-loopback", args: []string{"--listen=[::1]:9999"}, want: options{listen: "[::1]:9999"}},
-		{name: "listen-localhost", args: []string{"--listen=localhost:0"}, want: options{listen: "localhost:0"}},
-		{name: "listen-all-interfaces", args: []string{"--listen", ":8083"}, wantErr: "not a loopback address"},
-		{name: "listen-public", args: []string{"--listen", "192.0.2.1:8083"}, wantErr: "not a loopback address"},
-		{name: "listen-no-port", args: []string{"--listen", "127.0.0.1"}, wantErr: "missing port"},
-		{name: "unknown-flag", args: []string{"--nope"}, wantErr: "flag provided but not defined"},
-		{name: "extra-args", args: []string{"extra"}, wantErr: "unexpected arguments"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseFlags(tt.args, io.Discard)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("got error %v, want one containing %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("got error %v, want none", err)
-			}
-			if got != tt.want {
-				t.Errorf("got %+v, want %+v", got, tt.want)
-			}
-		})
-	}
+	demotest.CheckParse(t, command(), []demotest.ParseCase{
+		{Name: "defaults", WantListen: "127.0.0.1:8083"},
+		{Name: "listen", Args: []string{"--listen", "127.0.0.1:9999"}, WantListen: "127.0.0.1:9999"},
+		{Name: "listen-ipv6-loopback", Args: []string{"--listen=[::1]:9999"}, WantListen: "[::1]:9999"},
+		{Name: "listen-localhost", Args: []string{"--listen=localhost:0"}, WantListen: "localhost:0"},
+		{Name: "listen-all-interfaces", Args: []string{"--listen", ":8083"}, WantErr: "not a loopback address"},
+		{Name: "listen-public", Args: []string{"--listen", "192.0.2.1:8083"}, WantErr: "not a loopback address"},
+		{Name: "listen-no-port", Args: []string{"--listen", "127.0.0.1"}, WantErr: "missing port"},
+		{Name: "unknown-flag", Args: []string{"--nope"}, WantErr: "flag provided but not defined"},
+		{Name: "extra-args", Args: []string{"extra"}, WantErr: "unexpected arguments"},
+	})
 }
 
 func TestRunStopsWhenContextIsCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := run(ctx, []string{"--listen", "127.0.0.1:0"}); err != nil {
+	if err := command().Run(ctx, []string{"--listen", "127.0.0.1:0"}, io.Discard); err != nil {
 		t.Fatalf("got %v, want nil after cancellation", err)
 	}
 }
 
 func TestRunRejectsBadFlags(t *testing.T) {
-	err := run(t.Context(), []string{"--listen", "0.0.0.0:0"})
+	err := command().Run(t.Context(), []string{"--listen", "0.0.0.0:0"}, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "not a loopback address") {
 		t.Fatalf("got %v, want a loopback error", err)
-	}
-}
-
-func TestServeShutsDownGracefully(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	srv := &http.Server{Handler: newHandler(slog.New(slog.DiscardHandler))}
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, srv, ln) }()
-
-	resp, err := http.Get("http://" + ln.Addr().String() + "/healthz")
-	if err != nil {
-		t.Fatalf("GET /healthz: %v", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("got status %d, want 200", resp.StatusCode)
-	}
-
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("serve: got %v, want nil after cancellation", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
@@ -24,6 +25,8 @@ import (
 type Applier interface {
 	Apply(*configsyncv1.Snapshot) error
 	InboundListeners() []*configsyncv1.InboundListener
+	// Ready reports whether a snapshot is applied and serving.
+	Ready() bool
 }
 
 // Source is the proxy's identity and trust bundle (a go-spiffe X509Source).
@@ -43,6 +46,9 @@ type ClientConfig struct {
 	Applier    Applier
 	Logger     *slog.Logger
 }
+
+// maxBackoff bounds the reconnect delay; it must stay below DefaultSettle.
+const maxBackoff = 2 * time.Second
 
 // Client keeps a ConfigSync stream open and applies what it receives. The
 // last good snapshot stays in force while the server is unreachable.
@@ -81,7 +87,12 @@ func (c *Client) Run(ctx context.Context) error {
 	tlsConf.MinVersion = tls.VersionTLS13
 	conn, err := grpc.NewClient(c.cfg.ServerAddr,
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}))
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+		// gRPC's own reconnect backoff defaults to up to 120 s, during which
+		// calls fail fast with the last error: after a control-plane restart
+		// the proxy would stay away long after the server is back.
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: maxBackoff},
+			MinConnectTimeout: 5 * time.Second}))
 	if err != nil {
 		return fmt.Errorf("configsync: dial %s: %w", c.cfg.ServerAddr, err)
 	}
@@ -102,7 +113,9 @@ func (c *Client) Run(ctx context.Context) error {
 			return nil
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 10*time.Second)
+		// Capped low so that after a control-plane restart every proxy is
+		// back within the server's settle window (ServerConfig.Settle).
+		backoff = min(backoff*2, maxBackoff)
 	}
 	return nil
 }
@@ -115,7 +128,8 @@ func (c *Client) session(ctx context.Context, client configsyncv1.ConfigSyncClie
 	if err != nil {
 		return false, err
 	}
-	hello := &configsyncv1.Hello{ProxyId: c.cfg.ProxyID, Inbound: c.cfg.Applier.InboundListeners(), Mode: c.cfg.Mode, Version: c.cfg.Version}
+	hello := &configsyncv1.Hello{ProxyId: c.cfg.ProxyID, Inbound: c.cfg.Applier.InboundListeners(), Mode: c.cfg.Mode, Version: c.cfg.Version,
+		Serving: c.cfg.Applier.Ready()}
 	if err := stream.Send(&configsyncv1.ProxyMessage{Msg: &configsyncv1.ProxyMessage_Hello{Hello: hello}}); err != nil {
 		return false, err
 	}

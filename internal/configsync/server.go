@@ -31,6 +31,13 @@ type ServerConfig struct {
 	CheckPeer func(*x509.Certificate) error
 	// Debounce coalesces bursts of changes (default 100ms).
 	Debounce time.Duration
+	// Settle holds the first snapshot of every stream until this long after
+	// the hub started (default DefaultSettle), so that after a control-plane
+	// restart the reconnecting proxies are all known before endpoints are
+	// computed: otherwise the first proxy back would be pushed a snapshot
+	// without the others' endpoints. Proxies keep serving their last good
+	// snapshot meanwhile.
+	Settle time.Duration
 	// OnNack is told about every NACK (the server audits them).
 	OnNack func(ctx context.Context, p ProxyStatus, version uint64, reason string)
 	Logger *slog.Logger
@@ -48,6 +55,10 @@ type ProxyStatus struct {
 	NackReason   string
 }
 
+// DefaultSettle is the default ServerConfig.Settle: longer than the
+// client's maximum reconnect backoff.
+const DefaultSettle = 3 * time.Second
+
 // Server is the hub: it implements the ConfigSync gRPC service.
 type Server struct {
 	configsyncv1.UnimplementedConfigSyncServer
@@ -56,6 +67,8 @@ type Server struct {
 	world   atomic.Pointer[World]
 	version atomic.Uint64
 	dirty   chan struct{}
+
+	settled time.Time // first pushes wait until then (see ServerConfig.Settle)
 
 	mu      sync.Mutex
 	proxies map[*proxyConn]struct{}
@@ -71,6 +84,9 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.Debounce == 0 {
 		cfg.Debounce = 100 * time.Millisecond
 	}
+	if cfg.Settle == 0 {
+		cfg.Settle = DefaultSettle
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -78,7 +94,7 @@ func NewServer(cfg ServerConfig) *Server {
 		cfg.Now = time.Now
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "configsync"), dirty: make(chan struct{}, 1),
-		proxies: map[*proxyConn]struct{}{}, gen: make(chan struct{})}
+		proxies: map[*proxyConn]struct{}{}, gen: make(chan struct{}), settled: cfg.Now().Add(cfg.Settle)}
 	s.world.Store(&World{Mesh: policyDefaults()})
 	return s
 }
@@ -194,10 +210,13 @@ func (s *Server) Stream(stream configsyncv1.ConfigSync_StreamServer) error {
 		return err
 	}
 	c := &proxyConn{status: ProxyStatus{ProxyInfo: ProxyInfo{ID: hello.GetProxyId(), SPIFFEID: id, Inbound: hello.GetInbound(),
-		Mode: hello.GetMode(), Version: hello.GetVersion()}, ConnectedAt: s.cfg.Now()}}
+		Mode: hello.GetMode(), Version: hello.GetVersion(), Ready: hello.GetServing()}, ConnectedAt: s.cfg.Now()}}
 	s.mu.Lock()
 	s.proxies[c] = struct{}{}
 	s.mu.Unlock()
+	if c.status.Ready {
+		s.markDirty() // already serving: its endpoints join others' snapshots
+	}
 	s.log.Info("proxy connected", "proxy_id", c.status.ID, "spiffe_id", id, "inbound", len(c.status.Inbound))
 	defer func() {
 		s.mu.Lock()
@@ -209,6 +228,16 @@ func (s *Server) Stream(stream configsyncv1.ConfigSync_StreamServer) error {
 
 	recvErr := make(chan error, 1)
 	go func() { recvErr <- s.receive(ctx, stream, c) }()
+
+	if wait := s.settled.Sub(s.cfg.Now()); wait > 0 {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-recvErr:
+			return err
+		case <-time.After(wait):
+		}
+	}
 
 	var last *configsyncv1.Snapshot
 	for {

@@ -136,7 +136,11 @@ type Hello struct {
 	// mode is "sidecar", "ingress" or "egress".
 	Mode string `protobuf:"bytes,3,opt,name=mode,proto3" json:"mode,omitempty"`
 	// version is the proxy binary's version, for `trustmesh get proxies`.
-	Version       string `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
+	Version string `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
+	// serving: the proxy already serves with a snapshot it applied earlier
+	// (it is reconnecting, e.g. after a control-plane restart), so it is an
+	// endpoint at once rather than after its first ACK on this server.
+	Serving       bool `protobuf:"varint,5,opt,name=serving,proto3" json:"serving,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -197,6 +201,13 @@ func (x *Hello) GetVersion() string {
 		return x.Version
 	}
 	return ""
+}
+
+func (x *Hello) GetServing() bool {
+	if x != nil {
+		return x.Serving
+	}
+	return false
 }
 
 type InboundListener struct {
@@ -779,12 +790,13 @@ const file_configsync_v1_configsync_proto_rawDesc = "" +
 	"\x05hello\x18\x01 \x01(\v2\x1e.trustmesh.configsync.v1.HelloH\x00R\x05hello\x120\n" +
 	"\x03ack\x18\x02 \x01(\v2\x1c.trustmesh.configsync.v1.AckH\x00R\x03ack\x123\n" +
 	"\x04nack\x18\x03 \x01(\v2\x1d.trustmesh.configsync.v1.NackH\x00R\x04nackB\x05\n" +
-	"\x03msg\"\x94\x01\n" +
+	"\x03msg\"\xae\x01\n" +
 	"\x05Hello\x12\x19\n" +
 	"\bproxy_id\x18\x01 \x01(\tR\aproxyId\x12B\n" +
 	"\ainbound\x18\x02 \x03(\v2(.trustmesh.configsync.v1.InboundListenerR\ainbound\x12\x12\n" +
 	"\x04mode\x18\x03 \x01(\tR\x04mode\x12\x18\n" +
-	"\aversion\x18\x04 \x01(\tR\aversion\"F\n" +
+	"\aversion\x18\x04 \x01(\tR\aversion\x12\x18\n" +
+	"\aserving\x18\x05 \x01(\bR\aserving\"F\n" +
 	"\x0fInboundListener\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x19\n" +
 	"\bapp_port\x18\x02 \x01(\rR\aappPort\"\x1f\n" +
