@@ -31,12 +31,15 @@ type ServerConfig struct {
 	CheckPeer func(*x509.Certificate) error
 	// Debounce coalesces bursts of changes (default 100ms).
 	Debounce time.Duration
-	// Settle holds the first snapshot of every stream until this long after
-	// the hub started (default DefaultSettle), so that after a control-plane
-	// restart the reconnecting proxies are all known before endpoints are
-	// computed: otherwise the first proxy back would be pushed a snapshot
-	// without the others' endpoints. Proxies keep serving their last good
-	// snapshot meanwhile.
+	// Expect lists the proxy IDs that were serving before a control-plane
+	// restart. The first snapshot of every stream is held until they have
+	// all reconnected, or Settle after the hub started, whichever is first:
+	// otherwise the first proxy back would be pushed a snapshot without the
+	// others' endpoints. Proxies keep serving their last good snapshot
+	// meanwhile. Empty: nothing to wait for (a fresh mesh).
+	Expect []string
+	// Settle bounds the wait for Expect (default DefaultSettle), so a proxy
+	// that died during the outage delays first pushes by at most this.
 	Settle time.Duration
 	// OnNack is told about every NACK (the server audits them).
 	OnNack func(ctx context.Context, p ProxyStatus, version uint64, reason string)
@@ -55,9 +58,9 @@ type ProxyStatus struct {
 	NackReason   string
 }
 
-// DefaultSettle is the default ServerConfig.Settle: longer than the
-// client's maximum reconnect backoff.
-const DefaultSettle = 3 * time.Second
+// DefaultSettle is the default ServerConfig.Settle: the longest first
+// pushes wait for expected proxies after a restart.
+const DefaultSettle = 30 * time.Second
 
 // Server is the hub: it implements the ConfigSync gRPC service.
 type Server struct {
@@ -229,14 +232,8 @@ func (s *Server) Stream(stream configsyncv1.ConfigSync_StreamServer) error {
 	recvErr := make(chan error, 1)
 	go func() { recvErr <- s.receive(ctx, stream, c) }()
 
-	if wait := s.settled.Sub(s.cfg.Now()); wait > 0 {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-recvErr:
-			return err
-		case <-time.After(wait):
-		}
+	if err := s.settle(ctx, recvErr); err != nil {
+		return err
 	}
 
 	var last *configsyncv1.Snapshot
@@ -263,6 +260,35 @@ func (s *Server) Stream(stream configsyncv1.ConfigSync_StreamServer) error {
 		case <-gen:
 		}
 	}
+}
+
+// settle waits until every expected proxy has reconnected, or the settle
+// deadline (see ServerConfig.Expect).
+func (s *Server) settle(ctx context.Context, recvErr <-chan error) error {
+	for len(s.cfg.Expect) > 0 {
+		s.mu.Lock()
+		gen := s.gen
+		missing := len(s.cfg.Expect)
+		for c := range s.proxies {
+			if c.status.Ready && slices.Contains(s.cfg.Expect, c.status.ID) {
+				missing--
+			}
+		}
+		s.mu.Unlock()
+		wait := s.settled.Sub(s.cfg.Now())
+		if missing <= 0 || wait <= 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-recvErr:
+			return err
+		case <-gen:
+		case <-time.After(wait):
+		}
+	}
+	return nil
 }
 
 func (s *Server) info(c *proxyConn) ProxyInfo {

@@ -247,8 +247,18 @@ func (routeTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // forward sends r along rt and records its metrics.
 func (p *Proxy) forward(rp *httputil.ReverseProxy, w http.ResponseWriter, r *http.Request, rt *route) {
 	start := time.Now()
+	// Deferred: ReverseProxy aborts a response whose copy fails (a gRPC
+	// stream cancelled by the client) with panic(http.ErrAbortHandler), which
+	// would skip the metrics. A request with no upstream status yet is
+	// recorded as 499 (client closed request).
+	defer func() {
+		code := rt.code
+		if code == 0 {
+			code = 499
+		}
+		p.observeRequest(rt.direction, rt.service, code, rt.mesh, start)
+	}()
 	rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, rt)))
-	p.observeRequest(rt.direction, rt.service, rt.code, rt.mesh, start)
 }
 
 func (p *Proxy) observeRequest(dir, service string, code int, mesh bool, start time.Time) {

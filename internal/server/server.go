@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -74,12 +75,19 @@ type Server struct {
 	ids    *identities
 	reg    *registry
 	push   *configsync.Server
+	// servingProxies is servingProxiesFile's content (maintenance loop only).
+	servingProxies string
 
 	nodeLis, adminLis net.Listener
 	lock              *os.File
 }
 
-const trustDomainFile = "trust-domain"
+const (
+	trustDomainFile = "trust-domain"
+	// servingProxiesFile lists the IDs of the proxies serving from this
+	// server, one per line, for the wait after a restart.
+	servingProxiesFile = "serving-proxies"
+)
 
 // New validates cfg, opens the store and CA, and binds the listeners, so a
 // bad configuration fails before anything serves.
@@ -145,8 +153,12 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.audit = audit.NewRecorder(s.store, cfg.Logger, cfg.Now)
 	s.issued = newIssuedLog(s.store)
+	// A restart waits for the proxies that were serving to reconnect before
+	// computing endpoints (see configsync.ServerConfig.Expect).
+	expect := readServingProxies(filepath.Join(cfg.DataDir, servingProxiesFile))
 	s.push = configsync.NewServer(configsync.ServerConfig{
 		TrustDomain: td,
+		Expect:      expect,
 		CheckPeer:   s.checkRevoked,
 		OnNack:      s.auditNack,
 		Logger:      cfg.Logger,
@@ -287,7 +299,43 @@ func (s *Server) runMaintenance(ctx context.Context) error {
 		if err := s.ids.renewIfDue(); err != nil {
 			s.log.Error("renew server certificates", "error", err)
 		}
+		s.recordServingProxies()
 	}
+}
+
+// recordServingProxies keeps servingProxiesFile current (written only when
+// the set changes).
+func (s *Server) recordServingProxies() {
+	var ids []string
+	for _, p := range s.push.Proxies() {
+		if p.Ready {
+			ids = append(ids, p.ID)
+		}
+	}
+	slices.Sort(ids)
+	content := strings.Join(ids, "\n")
+	if content == s.servingProxies {
+		return
+	}
+	if err := atomicfile.Write(filepath.Join(s.cfg.DataDir, servingProxiesFile), []byte(content+"\n"), 0o600); err != nil {
+		s.log.Error("record serving proxies", "error", err)
+		return
+	}
+	s.servingProxies = content
+}
+
+func readServingProxies(path string) []string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var ids []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			ids = append(ids, l)
+		}
+	}
+	return ids
 }
 
 // checkRevoked refuses a revoked peer certificate.
