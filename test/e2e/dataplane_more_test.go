@@ -118,30 +118,7 @@ func TestGRPCThroughProxies(t *testing.T) {
 	appAddr := ln.Addr().String()
 	appPort := ln.Addr().(*net.TCPAddr).Port
 
-	s.apply(t, fmt.Sprintf(`apiVersion: trustmesh.dev/v1
-kind: Workload
-metadata: {name: orders, labels: {app: orders}}
-spec:
-  spiffeID: spiffe://%[1]s/ns/default/sa/orders
-  parentID: spiffe://%[1]s/trustmesh/node/node-1
-  selectors: ["%[2]s"]
----
-apiVersion: trustmesh.dev/v1
-kind: Workload
-metadata: {name: frontend, labels: {app: frontend}}
-spec:
-  spiffeID: spiffe://%[1]s/ns/default/sa/frontend
-  parentID: spiffe://%[1]s/trustmesh/node/node-1
-  selectors: ["%[2]s"]
----
-apiVersion: trustmesh.dev/v1
-kind: Service
-metadata: {name: orders}
-spec:
-  ports: [{name: grpc, port: 50051, protocol: GRPC, targetPort: %[3]d}]
-  selector: {matchLabels: {app: orders}}
-  spiffeIDs: ["spiffe://%[1]s/ns/default/sa/orders"]
-`, s.td, uidSelector(), appPort))
+	s.apply(t, meshYAMLFor(s.td, "GRPC", 50051, appPort))
 	a := startAgent(t, s, filepath.Join(t.TempDir(), "agent"), s.token(t, "node-1"))
 	inbound, outbound := freeAddr(t), freeAddr(t)
 	startProxy(t, s, a, "spiffe://grpc.example/ns/default/sa/orders", "--inbound", inbound+"="+appAddr)

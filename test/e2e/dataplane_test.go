@@ -93,7 +93,14 @@ func echoApp(t *testing.T) (addr string, port int) {
 	return host, port
 }
 
+// meshYAML declares the orders and frontend workloads and an HTTP orders
+// service on port 80 in front of appPort.
 func meshYAML(td string, appPort int) string {
+	return meshYAMLFor(td, "HTTP", 80, appPort)
+}
+
+// meshYAMLFor is meshYAML with the orders service's protocol and port.
+func meshYAMLFor(td, protocol string, port, appPort int) string {
 	return fmt.Sprintf(`apiVersion: trustmesh.dev/v1
 kind: Workload
 metadata: {name: orders, labels: {app: orders}}
@@ -114,10 +121,10 @@ apiVersion: trustmesh.dev/v1
 kind: Service
 metadata: {name: orders}
 spec:
-  ports: [{name: http, port: 80, protocol: HTTP, targetPort: %[3]d}]
+  ports: [{name: main, port: %[5]d, protocol: %[4]s, targetPort: %[3]d}]
   selector: {matchLabels: {app: orders}}
   spiffeIDs: ["spiffe://%[1]s/ns/default/sa/orders"]
-`, td, uidSelector(), appPort)
+`, td, uidSelector(), appPort, protocol, port)
 }
 
 // TestMTLSBetweenProxies: curl → outbound proxy → mTLS → inbound proxy →
