@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -126,7 +128,7 @@ func (p *Proxy) observeHandshake(dir string, cs tls.ConnectionState, remote net.
 // newServerTLS is the single inbound TLS config. It lives as long as the
 // proxy so that its session ticket keys stay valid.
 func (p *Proxy) newServerTLS() *tls.Config {
-	return &tls.Config{
+	cfg := &tls.Config{
 		MinVersion:       minTLS,
 		CurvePreferences: curvePreferences,
 		GetCertificate:   tlsconfig.GetCertificate(p.cfg.Source),
@@ -138,6 +140,52 @@ func (p *Proxy) newServerTLS() *tls.Config {
 			return p.verifyPeer(dirInbound, cs, nil)
 		},
 	}
+	// A resumed session carries the client certificate of its original full
+	// handshake. SVIDs live minutes to hours and rotate at half-life, so a
+	// client could resume with a certificate that has expired since and be
+	// refused as "bad certificate" (seen in the rotation-under-load test).
+	// Tickets record the client certificate's expiry, and a session whose
+	// certificate expires within sessionMargin is not resumed: the client
+	// falls back to a full handshake with its current SVID.
+	cfg.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+		if len(cs.PeerCertificates) > 0 {
+			ss.Extra = append(ss.Extra, encodeSessionNotAfter(cs.PeerCertificates[0].NotAfter))
+		}
+		return cfg.EncryptTicket(cs, ss)
+	}
+	cfg.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+		ss, err := cfg.DecryptTicket(identity, cs)
+		if err != nil || ss == nil {
+			return nil, err
+		}
+		notAfter, ok := sessionNotAfter(ss.Extra)
+		if !ok || !time.Now().Add(sessionMargin).Before(notAfter) {
+			return nil, nil // full handshake
+		}
+		return ss, nil
+	}
+	return cfg
+}
+
+// sessionMargin: a session is not resumed when its client certificate
+// expires sooner than this.
+const sessionMargin = 5 * time.Second
+
+const sessionNotAfterTag = "trustmesh-peer-not-after:"
+
+func encodeSessionNotAfter(t time.Time) []byte {
+	b := make([]byte, 0, len(sessionNotAfterTag)+8)
+	b = append(b, sessionNotAfterTag...)
+	return binary.BigEndian.AppendUint64(b, uint64(t.Unix())) //nolint:gosec // G115: certificate times are after 1970
+}
+
+func sessionNotAfter(extra [][]byte) (time.Time, bool) {
+	for _, e := range extra {
+		if v, ok := bytes.CutPrefix(e, []byte(sessionNotAfterTag)); ok && len(v) == 8 {
+			return time.Unix(int64(binary.BigEndian.Uint64(v)), 0), true //nolint:gosec // G115: written by encodeSessionNotAfter
+		}
+	}
+	return time.Time{}, false
 }
 
 // newClientTLS is the base outbound TLS config; dialMesh clones it per
