@@ -352,26 +352,15 @@ func (a *Agent) manage(ctx context.Context, updates <-chan *nodev1.SyncResponse)
 			next = min(next, n)
 		}
 		if s := a.creds.svid.Load(); s != nil {
-			next = min(next, time.Until(halfLife(s.Certificates[0])))
+			next = min(next, time.Until(ca.RenewAt(s.Certificates[0])))
 		}
 		timer.Reset(max(next, 100*time.Millisecond))
 	}
 }
 
-// halfLife is when a certificate is half way through its life, counted from
-// its issuance: NotBefore is backdated by ca.Backdate for clock skew, which
-// would otherwise make a 1-minute SVID rotate after 15 s instead of 30 s.
-func halfLife(c *x509.Certificate) time.Time {
-	issued := c.NotBefore.Add(ca.Backdate)
-	if !issued.Before(c.NotAfter) {
-		issued = c.NotBefore
-	}
-	return issued.Add(c.NotAfter.Sub(issued) / 2)
-}
-
 func (a *Agent) nodeDue() bool {
 	s := a.creds.svid.Load()
-	return s != nil && !a.cfg.Now().Before(halfLife(s.Certificates[0]))
+	return s != nil && !a.cfg.Now().Before(ca.RenewAt(s.Certificates[0]))
 }
 
 // adoptSync validates a sync message and takes its trust bundle.
@@ -463,7 +452,7 @@ func (a *Agent) reconcile(ctx context.Context, msg *nodev1.SyncResponse, bundle 
 	a.publish(entries, bundle, changed)
 	next := time.Hour
 	for _, e := range entries {
-		next = min(next, halfLife(e.svid.Certificates[0]).Sub(now))
+		next = min(next, ca.RenewAt(e.svid.Certificates[0]).Sub(now))
 	}
 	if len(keys) > len(reqs) || len(entries) < len(want) {
 		next = min(next, 5*time.Second) // some were refused: retry soon
@@ -475,7 +464,7 @@ func (a *Agent) reconcile(ctx context.Context, msg *nodev1.SyncResponse, bundle 
 // left the bundle.
 func needsRotation(s *x509svid.SVID, now time.Time, bundle *spiffebundle.Bundle, revoked *ca.RevocationList) bool {
 	leaf := s.Certificates[0]
-	if !now.Before(halfLife(leaf)) {
+	if !now.Before(ca.RenewAt(leaf)) {
 		return true
 	}
 	if r, _ := revoked.Revoked(leaf); r {

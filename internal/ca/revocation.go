@@ -12,6 +12,17 @@ import (
 // it adds Backdate back.
 const Backdate = clockSkew
 
+// RenewAt is when a certificate this CA signed is half way through its
+// life, counted from its issuance: NotBefore is backdated by Backdate, which
+// would otherwise make a 1-minute SVID due for renewal after 15 s, not 30 s.
+func RenewAt(c *x509.Certificate) time.Time {
+	issued := c.NotBefore.Add(Backdate)
+	if !issued.Before(c.NotAfter) {
+		issued = c.NotBefore
+	}
+	return issued.Add(c.NotAfter.Sub(issued) / 2)
+}
+
 // RevocationList answers "is this certificate revoked?". It is immutable:
 // build a new one when the list changes and swap it in.
 type RevocationList struct {

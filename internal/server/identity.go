@@ -127,8 +127,7 @@ func due(c *tls.Certificate, now time.Time) bool {
 	if c == nil || c.Leaf == nil {
 		return true
 	}
-	half := c.Leaf.NotBefore.Add(c.Leaf.NotAfter.Sub(c.Leaf.NotBefore) / 2)
-	return !now.Before(half)
+	return !now.Before(ca.RenewAt(c.Leaf))
 }
 
 func tlsCert(chain []*x509.Certificate, key crypto.Signer) *tls.Certificate {
