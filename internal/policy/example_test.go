@@ -55,7 +55,7 @@ func ExampleResolveKind() {
 	fmt.Println(err)
 	// Output:
 	// Workload
-	// unknown kind "gateways" (known kinds: MeshConfig, PeerAuthentication, Service, Workload)
+	// unknown kind "gateways" (known kinds: AuthorizationPolicy, MeshConfig, PeerAuthentication, RequestAuthentication, Service, Workload)
 }
 
 func ExampleToYAML() {

@@ -31,6 +31,9 @@ type Metadata struct {
 	Namespace string `json:"namespace,omitempty"`
 	// Labels are Kubernetes-style labels.
 	Labels map[string]string `json:"labels,omitempty"`
+	// Annotations are Kubernetes-style annotations: free-form values
+	// under label-style keys, such as trustmesh.dev/dry-run.
+	Annotations map[string]string `json:"annotations,omitempty"`
 	// Revision is the store revision of this version of the object. It is
 	// output-only on reads; sent on a write, it is a compare-and-swap
 	// precondition: the write fails unless the stored object is at this
@@ -42,7 +45,8 @@ type Metadata struct {
 }
 
 // Object is a trustmesh object of any kind. The concrete types are
-// *MeshConfig, *PeerAuthentication, *Service and *Workload.
+// *AuthorizationPolicy, *MeshConfig, *PeerAuthentication,
+// *RequestAuthentication, *Service and *Workload.
 type Object interface {
 	// GetKind returns the kind of the object's type, such as "Workload",
 	// whatever its Kind field says.
@@ -80,8 +84,10 @@ type kindInfo struct {
 
 // registry lists every kind, sorted by kind. It is never modified.
 var registry = []kindInfo{
+	{kind: KindAuthorizationPolicy, plural: "authorizationpolicies", short: []string{"ap", "authz"}, new: func() kindObject { return new(AuthorizationPolicy) }},
 	{kind: KindMeshConfig, plural: "meshconfigs", new: func() kindObject { return new(MeshConfig) }},
 	{kind: KindPeerAuthentication, plural: "peerauthentications", short: []string{"pa"}, new: func() kindObject { return new(PeerAuthentication) }},
+	{kind: KindRequestAuthentication, plural: "requestauthentications", short: []string{"ra"}, new: func() kindObject { return new(RequestAuthentication) }},
 	{kind: KindService, plural: "services", short: []string{"svc"}, new: func() kindObject { return new(Service) }},
 	{kind: KindWorkload, plural: "workloads", short: []string{"wl"}, new: func() kindObject { return new(Workload) }},
 }

@@ -40,7 +40,7 @@ func TestResolveKind(t *testing.T) {
 	for _, in := range []string{"", "gateway", "wls", "mesh", "svcs", "peerauth"} {
 		t.Run("unknown-"+in, func(t *testing.T) {
 			got, err := ResolveKind(in)
-			want := "(known kinds: MeshConfig, PeerAuthentication, Service, Workload)"
+			want := "(known kinds: AuthorizationPolicy, MeshConfig, PeerAuthentication, RequestAuthentication, Service, Workload)"
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("ResolveKind(%q) = %q, %v; want an error containing %q", in, got, err, want)
 			}
@@ -50,11 +50,11 @@ func TestResolveKind(t *testing.T) {
 
 func TestKinds(t *testing.T) {
 	got := Kinds()
-	if diff := cmp.Diff([]string{KindMeshConfig, KindPeerAuthentication, KindService, KindWorkload}, got); diff != "" {
+	if diff := cmp.Diff([]string{KindAuthorizationPolicy, KindMeshConfig, KindPeerAuthentication, KindRequestAuthentication, KindService, KindWorkload}, got); diff != "" {
 		t.Errorf("Kinds() (-want +got):\n%s", diff)
 	}
 	got[0] = "changed"
-	if Kinds()[0] != KindMeshConfig {
+	if Kinds()[0] != KindAuthorizationPolicy {
 		t.Error("Kinds() returns a slice that aliases the registry")
 	}
 }

@@ -82,6 +82,11 @@ func validateMetadata(v *validator, obj Object) {
 		}
 	}
 	checkLabels(v, "metadata.labels", m.Labels)
+	for _, k := range sortedKeys(m.Annotations) {
+		if err := checkLabelKey(k); err != nil {
+			v.add(fmt.Sprintf("metadata.annotations[%q]", k), "invalid annotation key: %v", err)
+		}
+	}
 	if m.Revision < 0 {
 		v.add("metadata.revision", "%d is negative; leave it out, or set the revision you expect the stored object to have", m.Revision)
 	}
