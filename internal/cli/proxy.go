@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/trustmesh/trustmesh/internal/configsync"
+	"github.com/trustmesh/trustmesh/internal/httpnorm"
 	"github.com/trustmesh/trustmesh/internal/proxy"
 	"github.com/trustmesh/trustmesh/internal/server/adminapi"
 )
@@ -28,6 +29,8 @@ func newProxyCmd(s *streams) *cobra.Command {
 		spiffeID                               string
 		inbound, outbound                      []string
 		logs                                   logFlags
+		encSlashes, backslashes, pathParams    string
+		keepSlashes, lowercase                 bool
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy",
@@ -50,7 +53,15 @@ in force while the server is away.
                                   (set HTTP_PROXY=http://LISTEN in the app)
 
 Mesh traffic is TLS 1.3 with the hybrid post-quantum group X25519MLKEM768
-preferred. The admin listener serves /healthz, /ready, /config_dump and /metrics.`,
+preferred. The admin listener serves /healthz, /ready, /config_dump and /metrics.
+
+Inbound requests are authorized by the AuthorizationPolicies and JWT rules
+(RequestAuthentication) the server pushes. Each request path is normalized
+once (percent-decoding of unreserved characters, dot segments, duplicate
+slashes); the policies match that path and the app receives it. Paths that
+cannot be normalized unambiguously are refused with 400: by default encoded
+slashes (%2F, %5C), backslashes and ';' path parameters; the --path-* flags
+loosen this for apps that need it.`,
 		Example: `  trustmesh proxy --socket /run/trustmesh/agent.sock --server 127.0.0.1:8443 \
       --inbound 127.0.0.1:15006=127.0.0.1:8080 --outbound 127.0.0.1:9001=payments:80 --admin 127.0.0.1:15000`,
 		Args: cobra.NoArgs,
@@ -60,6 +71,9 @@ preferred. The admin listener serves /healthz, /ready, /config_dump and /metrics
 				return err
 			}
 			cfg := proxy.Config{Admin: admin, HTTPProxy: httpProxy, Logger: log}
+			if cfg.Paths, err = pathOptions(encSlashes, backslashes, pathParams, keepSlashes, lowercase); err != nil {
+				return err
+			}
 			for _, in := range inbound {
 				spec, err := proxy.ParseInbound(in)
 				if err != nil {
@@ -131,8 +145,29 @@ preferred. The admin listener serves /healthz, /ready, /config_dump and /metrics
 	f.StringVar(&httpProxy, "http-proxy", "", "LISTEN address of an HTTP proxy routing by Host to services")
 	f.StringVar(&mode, "mode", "sidecar", "sidecar (ingress and egress gateways come later)")
 	f.StringVar(&spiffeID, "spiffe-id", "", "use this identity when the agent grants this process several")
+	f.StringVar(&encSlashes, "path-encoded-slashes", "reject", "%2F and %5C in paths: reject (400), keep (opaque data), or decode (to / and \\ before normalizing)")
+	f.StringVar(&backslashes, "path-backslashes", "reject", `a raw \ in paths: reject (400) or slash (treated as /)`)
+	f.StringVar(&pathParams, "path-params", "reject", "';' path parameters: reject (400) or keep (opaque data)")
+	f.BoolVar(&keepSlashes, "path-keep-duplicate-slashes", false, "keep // runs in paths instead of merging them")
+	f.BoolVar(&lowercase, "path-lowercase", false, "lowercase paths (for case-insensitive apps; the app receives the lowercased path)")
 	logs.register(cmd)
 	return cmd
+}
+
+// pathOptions builds the path normalization stance from the --path-* flags.
+func pathOptions(encSlashes, backslashes, params string, keepSlashes, lowercase bool) (httpnorm.Options, error) {
+	o := httpnorm.Options{KeepDuplicateSlashes: keepSlashes, LowercasePath: lowercase}
+	var err error
+	if o.EncodedSlashes, err = httpnorm.ParseSlashPolicy(encSlashes); err != nil {
+		return o, fmt.Errorf("--path-encoded-slashes: %w", err)
+	}
+	if o.Backslashes, err = httpnorm.ParseBackslashPolicy(backslashes); err != nil {
+		return o, fmt.Errorf("--path-backslashes: %w", err)
+	}
+	if o.PathParams, err = httpnorm.ParseParamPolicy(params); err != nil {
+		return o, fmt.Errorf("--path-params: %w", err)
+	}
+	return o, nil
 }
 
 // newSource opens the Workload API, waiting for the first SVID (the agent

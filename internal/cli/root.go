@@ -56,6 +56,8 @@ func NewRoot(in io.Reader, out, errOut io.Writer) *cobra.Command {
 		newCACmd(s),
 		newAuditCmd(s),
 		newNodeCmd(s),
+		newPolicyCmd(s),
+		newExplainCmd(s),
 		newVersionCmd(s),
 	)
 	return root

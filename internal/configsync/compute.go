@@ -29,6 +29,10 @@ type World struct {
 	Workloads   []*policy.Workload
 	PeerAuths   []*policy.PeerAuthentication
 	Revocations []*configsyncv1.Revocation
+	// AuthzPolicies and RequestAuths are every AuthorizationPolicy and
+	// RequestAuthentication, with metadata.revision set.
+	AuthzPolicies []*policy.AuthorizationPolicy
+	RequestAuths  []*policy.RequestAuthentication
 }
 
 // ProxyInfo is what a connected proxy told us about itself.
@@ -59,6 +63,7 @@ func Compute(w *World, proxies []ProxyInfo, p ProxyInfo) *configsyncv1.Snapshot 
 		SpiffeId:    p.SPIFFEID.String(),
 		Revocations: w.Revocations,
 		Inbound:     inboundSettings(w, p),
+		Policies:    policiesFor(w, p),
 	}
 	for _, svc := range w.Services {
 		snap.Services = append(snap.Services, serviceFor(w, proxies, svc))
@@ -66,13 +71,47 @@ func Compute(w *World, proxies []ProxyInfo, p ProxyInfo) *configsyncv1.Snapshot 
 	return snap
 }
 
-func inboundSettings(w *World, p ProxyInfo) *configsyncv1.InboundSettings {
-	wl := workloadOf(w, p.SPIFFEID)
-	if wl == nil {
-		// An identity without a registration still gets mesh-wide policy:
-		// a stand-in workload in the default namespace without labels.
-		wl = &policy.Workload{Metadata: policy.Metadata{Namespace: policy.DefaultNamespace}}
+// workloadOrStandIn is the Workload of the proxy's identity or, for an
+// identity without a registration, a stand-in in the default namespace
+// without labels, so that it still gets mesh-wide and namespace policy.
+func workloadOrStandIn(w *World, p ProxyInfo) *policy.Workload {
+	if wl := workloadOf(w, p.SPIFFEID); wl != nil {
+		return wl
 	}
+	return &policy.Workload{Metadata: policy.Metadata{Namespace: policy.DefaultNamespace}}
+}
+
+// policiesFor returns the AuthorizationPolicies and RequestAuthentications
+// that apply to the proxy's workload, as stored JSON.
+func policiesFor(w *World, p ProxyInfo) []*configsyncv1.PolicyObject {
+	wl := workloadOrStandIn(w, p)
+	var out []*configsyncv1.PolicyObject
+	add := func(o policy.Object) {
+		data, err := policy.Marshal(o)
+		if err != nil {
+			// Not reached for objects that were decoded from the store; a
+			// policy that cannot be sent must not silently vanish, so the
+			// proxy is sent one it will reject (and NACK, keeping its last
+			// good config).
+			data = []byte("{}")
+		}
+		out = append(out, &configsyncv1.PolicyObject{Kind: o.GetKind(), Json: data})
+	}
+	for _, ap := range w.AuthzPolicies {
+		if ap.AppliesTo(wl) {
+			add(ap)
+		}
+	}
+	for _, ra := range w.RequestAuths {
+		if ra.AppliesTo(wl) {
+			add(ra)
+		}
+	}
+	return out
+}
+
+func inboundSettings(w *World, p ProxyInfo) *configsyncv1.InboundSettings {
+	wl := workloadOrStandIn(w, p)
 	mode, ports := policy.ResolvePeerAuthentication(w.PeerAuths, wl, w.Mesh.DefaultMTLSMode)
 	in := &configsyncv1.InboundSettings{DefaultMode: string(mode)}
 	if len(ports) > 0 {

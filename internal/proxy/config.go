@@ -12,6 +12,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/trustmesh/trustmesh/internal/httpnorm"
 )
 
 // Source gives the proxy its own X.509-SVID and the trust bundle to verify
@@ -64,6 +66,9 @@ type Config struct {
 	// Admin is the admin listener (/healthz, /ready, /config_dump,
 	// /metrics). Empty means no admin listener.
 	Admin string
+	// Paths is how request paths are normalized before authorization (and
+	// forwarded so); the zero value is the strict default.
+	Paths httpnorm.Options
 	// Logger receives the proxy's logs; nil discards them.
 	Logger *slog.Logger
 	// Registry receives the proxy's metrics. If nil, a new registry is
@@ -117,6 +122,9 @@ func (c *Config) validate() error {
 		if err := validateHostPort(c.Admin, true); err != nil {
 			errs = append(errs, fmt.Errorf("admin listen %q: %w", c.Admin, err))
 		}
+	}
+	if err := c.Paths.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("path normalization: %w", err))
 	}
 	return errors.Join(errs...)
 }

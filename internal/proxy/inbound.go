@@ -139,6 +139,11 @@ func (in *inbound) handle(c net.Conn) {
 		in.queue.push(mc)
 		return
 	}
+	if !in.authorizeTCP(conn, pr) {
+		p.conns.remove(t)
+		t.close()
+		return
+	}
 	in.passthrough(conn, t)
 }
 
@@ -166,6 +171,11 @@ func (in *inbound) plaintext(c net.Conn, k kind, prefix []byte) {
 	c = withPrefix(c, prefix)
 	t.attach(c)
 	p.conns.add(t)
+	if !in.authorizeTCP(c, nil) {
+		p.conns.remove(t)
+		t.close()
+		return
+	}
 	in.passthrough(c, t)
 }
 
@@ -209,6 +219,9 @@ func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.reply(w, dirInbound, in.spec.App, true, http.StatusForbidden, "trustmesh: peer SVID is revoked")
 			return
 		}
+	}
+	if !in.authorizeHTTP(w, r, pr) {
+		return
 	}
 	rt := &route{target: in.spec.App, transport: in.h1, peer: pr, mesh: pr != nil, service: in.spec.App, direction: dirInbound}
 	if r.ProtoMajor == 2 {

@@ -26,6 +26,7 @@ type metrics struct {
 	handshakes *prometheus.CounterVec   // direction, group, resumed
 	plaintext  *prometheus.CounterVec   // port, action
 	refused    *prometheus.CounterVec   // direction, reason
+	decisions  *prometheus.CounterVec   // decision, reason, policy
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -59,8 +60,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "trustmesh_peers_refused_total",
 			Help: "Mesh connections or requests refused because of the peer's identity (untrusted, wrong trust domain, revoked, not allowed).",
 		}, []string{"direction", "reason"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trustmesh_authz_decisions_total",
+			Help: "Inbound authorization decisions: decision (allow, deny, audit, dry-run-deny, dry-run-allow), reason code and the deciding policy (namespace/name, empty for a default).",
+		}, []string{"decision", "reason", "policy"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.tcpBytes, m.tcpConns, m.handshakes, m.plaintext, m.refused} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.tcpBytes, m.tcpConns, m.handshakes, m.plaintext, m.refused, m.decisions} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}

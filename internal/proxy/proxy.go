@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	configsyncv1 "github.com/trustmesh/trustmesh/api/configsync/v1"
+	"github.com/trustmesh/trustmesh/internal/authn"
 )
 
 // Limits and timeouts. They are documented in doc.go; change both together.
@@ -56,6 +57,9 @@ type Proxy struct {
 
 	upstreams upstreams
 	conns     connSet
+	// keys fetches the JWKS that RequestAuthentications name; it outlives
+	// snapshots so a config change does not refetch.
+	keys *authn.KeySets
 
 	wg       sync.WaitGroup  // connection handlers
 	ctx      context.Context // cancelled by Close: aborts handshakes and dials
@@ -100,6 +104,7 @@ func New(cfg Config) (*Proxy, error) {
 	p.serverTLS = p.newServerTLS()
 	p.clientTLS = p.newClientTLS()
 	p.upstreams.p = p
+	p.keys = authn.NewKeySets(keySetsConfig(p.log))
 
 	if err := p.bind(); err != nil {
 		return nil, errors.Join(err, p.Close())
@@ -181,6 +186,14 @@ func (p *Proxy) Run(ctx context.Context) error {
 	if p.admin != nil {
 		serve(p.admin.server, p.admin.ln)
 	}
+	keysCtx, stopKeys := context.WithCancel(ctx)
+	var keysDone sync.WaitGroup
+	keysDone.Go(func() {
+		if err := p.keys.Run(keysCtx); err != nil {
+			p.log.Error("jwks fetcher stopped", slog.Any(logError, err))
+		}
+	})
+	defer func() { stopKeys(); keysDone.Wait() }()
 	p.log.Info("proxy serving", slog.Int("inbound", len(p.inbound)), slog.Int("outbound", len(p.outbound)))
 
 	<-ctx.Done()
@@ -292,12 +305,13 @@ func (p *Proxy) goAccept(ln net.Listener, handle func(net.Conn)) {
 // error names the offending field and is meant for the NACK. Connections
 // of peers that s revokes are closed.
 func (p *Proxy) Apply(s *configsyncv1.Snapshot) error {
-	v, err := compile(s, p.cfg.TrustDomain, time.Now())
+	v, err := compile(s, p.cfg.TrustDomain, p.keys, time.Now())
 	if err != nil {
 		p.log.Warn("snapshot rejected", slog.Uint64(logVersion, s.GetVersion()), slog.Any(logError, err))
 		return fmt.Errorf("snapshot %d: %w", s.GetVersion(), err)
 	}
 	old := p.view.Swap(v)
+	p.keys.Want(v.jwksURIs())
 	revocationsChanged := old == nil || !slices.EqualFunc(old.snapshot.GetRevocations(), v.snapshot.GetRevocations(),
 		func(a, b *configsyncv1.Revocation) bool { return proto.Equal(a, b) })
 	closed := 0

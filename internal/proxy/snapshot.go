@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	configsyncv1 "github.com/trustmesh/trustmesh/api/configsync/v1"
+	"github.com/trustmesh/trustmesh/internal/authn"
 	"github.com/trustmesh/trustmesh/internal/ca"
 )
 
@@ -100,6 +101,9 @@ type view struct {
 	portModes   map[uint32]mtlsMode
 
 	revoked *ca.RevocationList
+
+	// sec is the compiled authorization config.
+	sec *security
 }
 
 type serviceKey struct{ namespace, name string }
@@ -186,7 +190,7 @@ func (v *view) service(name, namespace string) *service {
 
 // compile validates s completely and builds its view. Every error names the
 // offending field, e.g. "services[1].endpoints[0].address".
-func compile(s *configsyncv1.Snapshot, td spiffeid.TrustDomain, now time.Time) (*view, error) {
+func compile(s *configsyncv1.Snapshot, td spiffeid.TrustDomain, keys *authn.KeySets, now time.Time) (*view, error) {
 	if s == nil {
 		return nil, errors.New("snapshot is nil")
 	}
@@ -359,6 +363,12 @@ func compile(s *configsyncv1.Snapshot, td spiffeid.TrustDomain, now time.Time) (
 		}
 	}
 	v.revoked = ca.NewRevocationList(serials, ids)
+
+	sec, err := compileSecurity(s.GetPolicies(), td, keys)
+	if err != nil {
+		fail("%v", err)
+	}
+	v.sec = sec
 
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -116,6 +116,8 @@ func (s *Server) adminHandler() http.Handler {
 		{http.MethodGet, adminapi.PathNodes, everyone, s.handleNodes},
 		{http.MethodGet, adminapi.PathAudit, auditReader, s.handleAudit},
 		{http.MethodGet, adminapi.PathProxies, everyone, s.handleProxies},
+		{http.MethodPost, adminapi.PathRollback, writers, s.handleRollback},
+		{http.MethodPost, adminapi.PathExplain, everyone, s.handleExplain},
 	}
 	mux := http.NewServeMux()
 	for _, rt := range routes {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/trustmesh/trustmesh/internal/audit"
 	"github.com/trustmesh/trustmesh/internal/policy"
+	"github.com/trustmesh/trustmesh/internal/policy/authz"
 	"github.com/trustmesh/trustmesh/internal/server/adminapi"
 	"github.com/trustmesh/trustmesh/internal/store"
 )
@@ -28,7 +29,7 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request, op operator
 	}
 	var errs []error
 	for _, o := range objs {
-		if err := policy.Validate(o, s.td); err != nil {
+		if err := authz.Validate(o, s.td); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -172,12 +173,15 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, _ operator) {
 		writeError(w, http.StatusInternalServerError, "could not read the store; see the server log")
 		return
 	}
-	s.writeObjects(w, objs)
+	s.writeObjects(w, objs, false)
 }
 
-func (s *Server) writeObjects(w http.ResponseWriter, objs []store.Object) {
+func (s *Server) writeObjects(w http.ResponseWriter, objs []store.Object, history bool) {
 	out := adminapi.ObjectsResponse{Items: make([]json.RawMessage, 0, len(objs))}
 	for _, o := range objs {
+		if history { // one entry per item: a skipped item skips its entry
+			out.Entries = append(out.Entries, adminapi.HistoryEntry{Revision: o.Revision, Time: o.Time, Actor: o.Actor, Deleted: o.Deleted})
+		}
 		if o.Deleted {
 			out.Items = append(out.Items, []byte(fmt.Sprintf(`{"kind":%q,"metadata":{"name":%q,"namespace":%q,"revision":%d},"deleted":true}`, o.Kind, o.Name, o.Namespace, o.Revision)))
 			continue
@@ -185,6 +189,9 @@ func (s *Server) writeObjects(w http.ResponseWriter, objs []store.Object) {
 		b, err := withRevisions(o)
 		if err != nil {
 			s.log.Error("decode stored object", "kind", o.Kind, "name", o.Name, "error", err)
+			if history {
+				out.Entries = out.Entries[:len(out.Entries)-1]
+			}
 			continue
 		}
 		out.Items = append(out.Items, b)
@@ -218,7 +225,7 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request, _ operato
 		writeError(w, http.StatusNotFound, fmt.Sprintf("%s %q has no history", kind, name))
 		return
 	}
-	s.writeObjects(w, hist)
+	s.writeObjects(w, hist, true)
 }
 
 func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, op operator) {

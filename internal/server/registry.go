@@ -29,7 +29,10 @@ type view struct {
 	parentOf    map[string]spiffeid.ID // entry ID → node
 	revocations []*nodev1.Revocation
 	revoked     *ca.RevocationList
-	changed     chan struct{}
+	// world is what the proxies' snapshots are computed from (explain
+	// reads it).
+	world   *configsync.World
+	changed chan struct{}
 }
 
 // registry maintains the current view, and publishes the proxies' inputs
@@ -89,14 +92,23 @@ func (r *registry) refresh(ctx context.Context) error {
 	v.mesh = mc.Effective()
 
 	world := &configsync.World{Revision: rev, Mesh: v.mesh}
-	workloads, err := listKind[*policy.Workload](ctx, r, policy.KindWorkload)
+	workloads, err := listKind[*policy.Workload](ctx, r, policy.KindWorkload, false)
 	if err != nil {
 		return err
 	}
-	if world.Services, err = listKind[*policy.Service](ctx, r, policy.KindService); err != nil {
+	if world.Services, err = listKind[*policy.Service](ctx, r, policy.KindService, false); err != nil {
 		return err
 	}
-	if world.PeerAuths, err = listKind[*policy.PeerAuthentication](ctx, r, policy.KindPeerAuthentication); err != nil {
+	if world.PeerAuths, err = listKind[*policy.PeerAuthentication](ctx, r, policy.KindPeerAuthentication, false); err != nil {
+		return err
+	}
+	// Authorization objects are read strictly: a policy that cannot be
+	// decoded must not silently drop out (a lost DENY would allow), so the
+	// whole rebuild fails and the last good view stays.
+	if world.AuthzPolicies, err = listKind[*policy.AuthorizationPolicy](ctx, r, policy.KindAuthorizationPolicy, true); err != nil {
+		return err
+	}
+	if world.RequestAuths, err = listKind[*policy.RequestAuthentication](ctx, r, policy.KindRequestAuthentication, true); err != nil {
 		return err
 	}
 	world.Workloads = workloads
@@ -149,6 +161,7 @@ func (r *registry) refresh(ctx context.Context) error {
 		ids = append(ids, ca.RevokedID{ID: id, RevokedAt: rv.RevokedAt})
 	}
 	v.revoked = ca.NewRevocationList(serials, ids)
+	v.world = world
 
 	old := r.cur.Swap(v)
 	if old != nil {
@@ -162,8 +175,10 @@ func (r *registry) refresh(ctx context.Context) error {
 
 // listKind decodes every live object of kind, with metadata.revision and
 // creationRevision filled from the store. An undecodable object is skipped
-// and logged: one bad row must not stop the mesh's config.
-func listKind[T policy.Object](ctx context.Context, r *registry, kind string) ([]T, error) {
+// and logged: one bad row must not stop the mesh's config; unless strict,
+// for kinds where skipping an object would weaken security, where it is an
+// error.
+func listKind[T policy.Object](ctx context.Context, r *registry, kind string, strict bool) ([]T, error) {
 	objs, err := r.store.ListObjects(ctx, kind, "")
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", kind, err)
@@ -171,6 +186,9 @@ func listKind[T policy.Object](ctx context.Context, r *registry, kind string) ([
 	out := make([]T, 0, len(objs))
 	for _, o := range objs {
 		obj, err := policy.Unmarshal(kind, o.Data)
+		if err != nil && strict {
+			return nil, fmt.Errorf("decode %s %s/%s: %w", kind, o.Namespace, o.Name, err)
+		}
 		if err != nil {
 			r.log.Error("skip undecodable object", "kind", kind, "namespace", o.Namespace, "name", o.Name, "error", err)
 			continue

@@ -372,7 +372,10 @@ type Snapshot struct {
 	// inbound is how this proxy accepts traffic.
 	Inbound *InboundSettings `protobuf:"bytes,4,opt,name=inbound,proto3" json:"inbound,omitempty"`
 	// revocations: SVIDs to refuse, as the agents enforce them.
-	Revocations   []*Revocation `protobuf:"bytes,5,rep,name=revocations,proto3" json:"revocations,omitempty"`
+	Revocations []*Revocation `protobuf:"bytes,5,rep,name=revocations,proto3" json:"revocations,omitempty"`
+	// policies are the AuthorizationPolicies and RequestAuthentications
+	// that apply to this proxy's workload, in the store's canonical JSON.
+	Policies      []*PolicyObject `protobuf:"bytes,6,rep,name=policies,proto3" json:"policies,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -442,6 +445,69 @@ func (x *Snapshot) GetRevocations() []*Revocation {
 	return nil
 }
 
+func (x *Snapshot) GetPolicies() []*PolicyObject {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+// PolicyObject is one stored object, decoded by the proxy with the same
+// strict decoder the server uses.
+type PolicyObject struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kind is AuthorizationPolicy or RequestAuthentication.
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// json is the object as the store keeps it (metadata.revision set).
+	Json          []byte `protobuf:"bytes,2,opt,name=json,proto3" json:"json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyObject) Reset() {
+	*x = PolicyObject{}
+	mi := &file_configsync_v1_configsync_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyObject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyObject) ProtoMessage() {}
+
+func (x *PolicyObject) ProtoReflect() protoreflect.Message {
+	mi := &file_configsync_v1_configsync_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyObject.ProtoReflect.Descriptor instead.
+func (*PolicyObject) Descriptor() ([]byte, []int) {
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PolicyObject) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *PolicyObject) GetJson() []byte {
+	if x != nil {
+		return x.Json
+	}
+	return nil
+}
+
 type Service struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -460,7 +526,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[6]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -472,7 +538,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[6]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -485,7 +551,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{6}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Service) GetName() string {
@@ -545,7 +611,7 @@ type ServicePort struct {
 
 func (x *ServicePort) Reset() {
 	*x = ServicePort{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[7]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -557,7 +623,7 @@ func (x *ServicePort) String() string {
 func (*ServicePort) ProtoMessage() {}
 
 func (x *ServicePort) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[7]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -570,7 +636,7 @@ func (x *ServicePort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServicePort.ProtoReflect.Descriptor instead.
 func (*ServicePort) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{7}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ServicePort) GetName() string {
@@ -616,7 +682,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[8]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -628,7 +694,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[8]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -641,7 +707,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{8}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -677,7 +743,7 @@ type InboundSettings struct {
 
 func (x *InboundSettings) Reset() {
 	*x = InboundSettings{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[9]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -689,7 +755,7 @@ func (x *InboundSettings) String() string {
 func (*InboundSettings) ProtoMessage() {}
 
 func (x *InboundSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[9]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -702,7 +768,7 @@ func (x *InboundSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundSettings.ProtoReflect.Descriptor instead.
 func (*InboundSettings) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{9}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *InboundSettings) GetDefaultMode() string {
@@ -732,7 +798,7 @@ type Revocation struct {
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[10]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -744,7 +810,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[10]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -757,7 +823,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{10}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Revocation) GetSerial() string {
@@ -804,13 +870,17 @@ const file_configsync_v1_configsync_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\"8\n" +
 	"\x04Nack\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x8a\x02\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xcd\x02\n" +
 	"\bSnapshot\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1b\n" +
 	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\x12<\n" +
 	"\bservices\x18\x03 \x03(\v2 .trustmesh.configsync.v1.ServiceR\bservices\x12B\n" +
 	"\ainbound\x18\x04 \x01(\v2(.trustmesh.configsync.v1.InboundSettingsR\ainbound\x12E\n" +
-	"\vrevocations\x18\x05 \x03(\v2#.trustmesh.configsync.v1.RevocationR\vrevocations\"\xed\x01\n" +
+	"\vrevocations\x18\x05 \x03(\v2#.trustmesh.configsync.v1.RevocationR\vrevocations\x12A\n" +
+	"\bpolicies\x18\x06 \x03(\v2%.trustmesh.configsync.v1.PolicyObjectR\bpolicies\"6\n" +
+	"\fPolicyObject\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04json\x18\x02 \x01(\fR\x04json\"\xed\x01\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12:\n" +
@@ -857,7 +927,7 @@ func file_configsync_v1_configsync_proto_rawDescGZIP() []byte {
 	return file_configsync_v1_configsync_proto_rawDescData
 }
 
-var file_configsync_v1_configsync_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_configsync_v1_configsync_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_configsync_v1_configsync_proto_goTypes = []any{
 	(*ProxyMessage)(nil),    // 0: trustmesh.configsync.v1.ProxyMessage
 	(*Hello)(nil),           // 1: trustmesh.configsync.v1.Hello
@@ -865,31 +935,33 @@ var file_configsync_v1_configsync_proto_goTypes = []any{
 	(*Ack)(nil),             // 3: trustmesh.configsync.v1.Ack
 	(*Nack)(nil),            // 4: trustmesh.configsync.v1.Nack
 	(*Snapshot)(nil),        // 5: trustmesh.configsync.v1.Snapshot
-	(*Service)(nil),         // 6: trustmesh.configsync.v1.Service
-	(*ServicePort)(nil),     // 7: trustmesh.configsync.v1.ServicePort
-	(*Endpoint)(nil),        // 8: trustmesh.configsync.v1.Endpoint
-	(*InboundSettings)(nil), // 9: trustmesh.configsync.v1.InboundSettings
-	(*Revocation)(nil),      // 10: trustmesh.configsync.v1.Revocation
-	nil,                     // 11: trustmesh.configsync.v1.InboundSettings.PortModesEntry
+	(*PolicyObject)(nil),    // 6: trustmesh.configsync.v1.PolicyObject
+	(*Service)(nil),         // 7: trustmesh.configsync.v1.Service
+	(*ServicePort)(nil),     // 8: trustmesh.configsync.v1.ServicePort
+	(*Endpoint)(nil),        // 9: trustmesh.configsync.v1.Endpoint
+	(*InboundSettings)(nil), // 10: trustmesh.configsync.v1.InboundSettings
+	(*Revocation)(nil),      // 11: trustmesh.configsync.v1.Revocation
+	nil,                     // 12: trustmesh.configsync.v1.InboundSettings.PortModesEntry
 }
 var file_configsync_v1_configsync_proto_depIdxs = []int32{
 	1,  // 0: trustmesh.configsync.v1.ProxyMessage.hello:type_name -> trustmesh.configsync.v1.Hello
 	3,  // 1: trustmesh.configsync.v1.ProxyMessage.ack:type_name -> trustmesh.configsync.v1.Ack
 	4,  // 2: trustmesh.configsync.v1.ProxyMessage.nack:type_name -> trustmesh.configsync.v1.Nack
 	2,  // 3: trustmesh.configsync.v1.Hello.inbound:type_name -> trustmesh.configsync.v1.InboundListener
-	6,  // 4: trustmesh.configsync.v1.Snapshot.services:type_name -> trustmesh.configsync.v1.Service
-	9,  // 5: trustmesh.configsync.v1.Snapshot.inbound:type_name -> trustmesh.configsync.v1.InboundSettings
-	10, // 6: trustmesh.configsync.v1.Snapshot.revocations:type_name -> trustmesh.configsync.v1.Revocation
-	7,  // 7: trustmesh.configsync.v1.Service.ports:type_name -> trustmesh.configsync.v1.ServicePort
-	8,  // 8: trustmesh.configsync.v1.Service.endpoints:type_name -> trustmesh.configsync.v1.Endpoint
-	11, // 9: trustmesh.configsync.v1.InboundSettings.port_modes:type_name -> trustmesh.configsync.v1.InboundSettings.PortModesEntry
-	0,  // 10: trustmesh.configsync.v1.ConfigSync.Stream:input_type -> trustmesh.configsync.v1.ProxyMessage
-	5,  // 11: trustmesh.configsync.v1.ConfigSync.Stream:output_type -> trustmesh.configsync.v1.Snapshot
-	11, // [11:12] is the sub-list for method output_type
-	10, // [10:11] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	7,  // 4: trustmesh.configsync.v1.Snapshot.services:type_name -> trustmesh.configsync.v1.Service
+	10, // 5: trustmesh.configsync.v1.Snapshot.inbound:type_name -> trustmesh.configsync.v1.InboundSettings
+	11, // 6: trustmesh.configsync.v1.Snapshot.revocations:type_name -> trustmesh.configsync.v1.Revocation
+	6,  // 7: trustmesh.configsync.v1.Snapshot.policies:type_name -> trustmesh.configsync.v1.PolicyObject
+	8,  // 8: trustmesh.configsync.v1.Service.ports:type_name -> trustmesh.configsync.v1.ServicePort
+	9,  // 9: trustmesh.configsync.v1.Service.endpoints:type_name -> trustmesh.configsync.v1.Endpoint
+	12, // 10: trustmesh.configsync.v1.InboundSettings.port_modes:type_name -> trustmesh.configsync.v1.InboundSettings.PortModesEntry
+	0,  // 11: trustmesh.configsync.v1.ConfigSync.Stream:input_type -> trustmesh.configsync.v1.ProxyMessage
+	5,  // 12: trustmesh.configsync.v1.ConfigSync.Stream:output_type -> trustmesh.configsync.v1.Snapshot
+	12, // [12:13] is the sub-list for method output_type
+	11, // [11:12] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_configsync_v1_configsync_proto_init() }
@@ -908,7 +980,7 @@ func file_configsync_v1_configsync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_configsync_v1_configsync_proto_rawDesc), len(file_configsync_v1_configsync_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

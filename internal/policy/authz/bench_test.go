@@ -44,7 +44,9 @@ func benchPolicies(n int) []*policy.AuthorizationPolicy {
 	return append(aps, deny)
 }
 
-func benchCaller(j int) string { return fmt.Sprintf("spiffe://cluster.local/ns/shop/sa/caller%d", j%50) }
+func benchCaller(j int) string {
+	return fmt.Sprintf("spiffe://cluster.local/ns/shop/sa/caller%d", j%50)
+}
 
 // benchRequest is for rule j: allowed when j < n, else a miss.
 func benchRequest(j int) *Request {

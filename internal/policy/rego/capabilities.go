@@ -1,8 +1,8 @@
 package rego
 
 import (
+	"maps"
 	"slices"
-	"sort"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -32,12 +32,7 @@ var deniedBuiltins = map[string]string{
 // DeniedBuiltins returns the names of the built-in functions a CUSTOM
 // module may not call, sorted.
 func DeniedBuiltins() []string {
-	names := make([]string, 0, len(deniedBuiltins))
-	for name := range deniedBuiltins {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(deniedBuiltins))
 }
 
 // capabilities returns the capabilities of this OPA version without the

@@ -190,8 +190,8 @@ func compile(name, src string, opts []Option, check func(string, *ast.Module) er
 		checks = append(checks, check)
 	}
 	var errs []error
-	for _, check := range checks {
-		if err := check(name, mod); err != nil {
+	for _, fn := range checks {
+		if err := fn(name, mod); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -233,7 +233,7 @@ func prepare(name string, c *ast.Compiler, query string, o options, extra ...fun
 // eval evaluates the prepared query against input within the time budget.
 func (p *prepared) eval(ctx context.Context, input map[string]any) (oparego.ResultSet, error) {
 	// Converted here rather than by OPA, which first copies the whole
-	// document to normalise Go types that InterfaceToValue handles anyway.
+	// document to normalize Go types that InterfaceToValue handles anyway.
 	value, err := ast.InterfaceToValue(input)
 	if err != nil {
 		return nil, fmt.Errorf("%s: input: %w", p.name, err)
@@ -249,7 +249,7 @@ func (p *prepared) eval(ctx context.Context, input map[string]any) (oparego.Resu
 	if err != nil {
 		if ctx.Err() != nil {
 			if cause := context.Cause(ctx); errors.Is(cause, ErrTimeBudget) {
-				return nil, fmt.Errorf("%s: evaluation stopped after its time budget of %v: %w", p.name, p.budget, ErrTimeBudget)
+				return nil, fmt.Errorf("%s: evaluation stopped: %w (%v)", p.name, ErrTimeBudget, p.budget)
 			}
 			return nil, fmt.Errorf("%s: evaluation cancelled: %w", p.name, context.Cause(ctx))
 		}

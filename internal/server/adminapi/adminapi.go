@@ -12,6 +12,8 @@ import (
 	"encoding/json"
 	"slices"
 	"time"
+
+	"github.com/trustmesh/trustmesh/internal/policy/simulate"
 )
 
 // Roles an operator credential can carry.
@@ -44,6 +46,28 @@ const (
 	PathNodes       = "/v1/nodes"
 	PathAudit       = "/v1/audit"
 	PathProxies     = "/v1/proxies"
+	PathRollback    = "/v1/objects/rollback"
+	PathExplain     = "/v1/explain"
+)
+
+// RollbackRequest restores an object to an earlier revision: the content
+// of that revision is written as a new revision.
+type RollbackRequest struct {
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+	// Revision is the store revision to restore (see history).
+	Revision int64 `json:"revision"`
+	DryRun   bool  `json:"dryRun,omitempty"`
+}
+
+// ExplainRequest, ExplainStep and ExplainResponse are the simulate
+// package's types: explain on the server and policy test in the CLI share
+// them.
+type (
+	ExplainRequest  = simulate.Request
+	ExplainStep     = simulate.Step
+	ExplainResponse = simulate.Result
 )
 
 // Error is the body of every non-2xx response.
@@ -83,6 +107,16 @@ type ApplyResponse struct {
 // ObjectsResponse is a list of objects as stored (JSON of each object).
 type ObjectsResponse struct {
 	Items []json.RawMessage `json:"items"`
+	// Entries, for a history, say who wrote each item and when.
+	Entries []HistoryEntry `json:"entries,omitempty"`
+}
+
+// HistoryEntry describes one revision of an object.
+type HistoryEntry struct {
+	Revision int64     `json:"revision"`
+	Time     time.Time `json:"time"`
+	Actor    string    `json:"actor,omitempty"`
+	Deleted  bool      `json:"deleted,omitempty"`
 }
 
 // DeleteResponse reports the tombstone revision.

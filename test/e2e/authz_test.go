@@ -1,0 +1,257 @@
+package e2e
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// ordersPolicyV1 allows the frontend to GET orders, denies /admin to
+// everyone, and requires a JWT under /jwt/.
+func ordersPolicyV1(td string) string {
+	return fmt.Sprintf(`apiVersion: trustmesh.dev/v1
+kind: AuthorizationPolicy
+metadata: {name: orders-allow, namespace: default}
+spec:
+  selector: {matchLabels: {app: orders}}
+  rules:
+  - from: [{source: {principals: ["spiffe://%[1]s/ns/default/sa/frontend"]}}]
+    to: [{operation: {methods: ["GET"], paths: ["/orders/*"]}}]
+  - from: [{source: {requestPrincipals: ["https://idp.example/*"]}}]
+    to: [{operation: {paths: ["/jwt/*"]}}]
+---
+apiVersion: trustmesh.dev/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin, namespace: default}
+spec:
+  action: DENY
+  rules:
+  - to: [{operation: {paths: ["/admin", "/admin/*"]}}]
+`, td)
+}
+
+// ordersPolicyV2 also allows DELETE.
+func ordersPolicyV2(td string) string {
+	return strings.Replace(ordersPolicyV1(td), `methods: ["GET"]`, `methods: ["GET", "DELETE"]`, 1)
+}
+
+// jwtIssuer is an RSA key and its inline JWKS.
+type jwtIssuer struct {
+	key  *rsa.PrivateKey
+	jwks string
+}
+
+func newJWTIssuer(t *testing.T) *jwtIssuer {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := base64.RawURLEncoding.EncodeToString
+	jwk := map[string]any{"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig",
+		"n": b64(k.N.Bytes()), "e": b64(big.NewInt(int64(k.E)).Bytes())}
+	jwks, _ := json.Marshal(map[string]any{"keys": []any{jwk}})
+	return &jwtIssuer{key: k, jwks: string(jwks)}
+}
+
+// token signs RS256 claims.
+func (j *jwtIssuer) token(t *testing.T, claims map[string]any) string {
+	t.Helper()
+	b64 := base64.RawURLEncoding.EncodeToString
+	hdr, _ := json.Marshal(map[string]any{"alg": "RS256", "typ": "JWT", "kid": "k1"})
+	body, _ := json.Marshal(claims)
+	signing := b64(hdr) + "." + b64(body)
+	sum := sha256.Sum256([]byte(signing))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, j.key, crypto.SHA256, sum[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signing + "." + b64(sig)
+}
+
+// TestAuthorizationLifecycle: policies applied through the server are
+// enforced by running proxies (measured: the time until the first request
+// sees the new decision), explained by the CLI, rolled back in one command.
+func TestAuthorizationLifecycle(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "authz.example")
+	appAddr, appPort := echoApp(t)
+	s.apply(t, meshYAML(s.td, appPort))
+	iss := newJWTIssuer(t)
+	s.apply(t, fmt.Sprintf(`apiVersion: trustmesh.dev/v1
+kind: RequestAuthentication
+metadata: {name: idp, namespace: default}
+spec:
+  selector: {matchLabels: {app: orders}}
+  jwtRules:
+  - issuer: https://idp.example
+    audiences: [orders]
+    jwks: '%s'
+`, iss.jwks))
+	a := startAgent(t, s, filepath.Join(t.TempDir(), "agent"), s.token(t, "node-1"))
+	inbound, outbound := freeAddr(t), freeAddr(t)
+	orders := startProxy(t, s, a, "spiffe://authz.example/ns/default/sa/orders", "--inbound", inbound+"="+appAddr)
+	startProxy(t, s, a, "spiffe://authz.example/ns/default/sa/frontend", "--outbound", outbound+"=orders:80")
+	base := "http://" + outbound
+
+	client := &http.Client{Timeout: 5 * time.Second}
+	do := func(method, path string, hdr ...string) (int, string, string) {
+		req, _ := http.NewRequest(method, base+path, nil)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, "", err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("X-Trustmesh-Denied-By"), string(b)
+	}
+	waitFor(t, "a request through both proxies", 20*time.Second, func() bool {
+		code, _, _ := do("GET", "/orders/1")
+		return code == http.StatusOK
+	})
+	if code, _, _ := do("DELETE", "/orders/1"); code != http.StatusOK {
+		t.Fatalf("before any AuthorizationPolicy: DELETE got %d, want 200", code)
+	}
+
+	// enforcedWithin applies doc and measures until cond holds.
+	enforcedWithin := func(what, doc string, cond func() bool) {
+		t.Helper()
+		start := time.Now()
+		s.apply(t, doc)
+		waitFor(t, what, 10*time.Second, cond)
+		t.Logf("%s: enforced %v after apply returned", what, time.Since(start).Round(time.Millisecond))
+	}
+	enforcedWithin("policy v1", ordersPolicyV1(s.td), func() bool {
+		code, _, _ := do("DELETE", "/orders/1")
+		return code == http.StatusForbidden
+	})
+
+	t.Run("v1 decisions", func(t *testing.T) {
+		for _, c := range []struct {
+			method, path string
+			hdr          []string
+			code         int
+			why          string
+		}{
+			{"GET", "/orders/1", nil, 200, ""},
+			{"DELETE", "/orders/1", nil, 403, "no-allow-match"},
+			{"GET", "/admin/users", nil, 403, "deny-policy"},
+			{"GET", "/orders/../admin/users", nil, 403, "deny-policy"},
+			{"GET", "/orders/%2e%2e/admin", nil, 403, "deny-policy"},
+			{"GET", "/orders/..%2fadmin", nil, 400, "bad-path-encoded-slash"},
+			{"GET", "/jwt/x", nil, 403, "no-allow-match"},
+			{"GET", "/jwt/x", []string{"Authorization", "Bearer " + iss.token(t, map[string]any{"iss": "https://idp.example", "sub": "alice", "aud": "orders", "exp": time.Now().Add(time.Hour).Unix()})}, 200, ""},
+			{"GET", "/jwt/x", []string{"Authorization", "Bearer " + iss.token(t, map[string]any{"iss": "https://idp.example", "sub": "alice", "aud": "orders", "exp": time.Now().Add(-time.Hour).Unix()})}, 401, "jwt-expired"},
+			{"GET", "/jwt/x", []string{"Authorization", "Bearer " + iss.token(t, map[string]any{"iss": "https://idp.example", "sub": "alice", "aud": "billing", "exp": time.Now().Add(time.Hour).Unix()})}, 401, "jwt-wrong-audience"},
+			{"GET", "/jwt/x", []string{"Authorization", "Bearer eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL2lkcC5leGFtcGxlIiwic3ViIjoiYWxpY2UifQ."}, 401, ""},
+		} {
+			code, why, body := do(c.method, c.path, c.hdr...)
+			if code != c.code || (c.why != "" && why != c.why) {
+				t.Errorf("%s %s: got %d %q (%s), want %d %q", c.method, c.path, code, why, strings.TrimSpace(body), c.code, c.why)
+			}
+			if code == 403 && strings.Contains(body, "orders-allow") {
+				t.Errorf("%s %s: the 403 body leaks policy text: %q", c.method, c.path, body)
+			}
+		}
+		// The app receives the normalized path.
+		if _, _, body := do("GET", "/orders//./1"); !strings.Contains(body, "path=/orders/1") {
+			t.Errorf("app did not receive the normalized path: %q", body)
+		}
+	})
+
+	t.Run("denials are decision events and metrics", func(t *testing.T) {
+		if n := orders.metric(t, "trustmesh_authz_decisions_total", `decision="deny"`, `reason="deny-policy"`, `policy="default/deny-admin"`); n < 1 {
+			t.Errorf("deny-policy denials not counted (got %v)", n)
+		}
+		waitFor(t, "decision event in the proxy log", 5*time.Second, func() bool {
+			return regexp.MustCompile(`authorization decision.*decision=deny.*reason=deny-policy.*policy=default/deny-admin.*policy_revision=\d+`).MatchString(orders.out.String())
+		})
+	})
+
+	t.Run("explain", func(t *testing.T) {
+		out := mustCLI(t, "explain", "--from", "spiffe://authz.example/ns/default/sa/frontend", "--to", "orders",
+			"--method", "DELETE", "--path", "/orders/1", "--data-dir", s.dir)
+		for _, want := range []string{"decision:  DENY (no-allow-match)", "default/orders-allow", "spec.rules[0].to[0].operation.methods", `"DELETE" does not match ["GET"]`} {
+			if !strings.Contains(out, want) {
+				t.Errorf("explain output lacks %q:\n%s", want, out)
+			}
+		}
+		out = mustCLI(t, "explain", "--from", "spiffe://authz.example/ns/default/sa/frontend", "--to", "orders",
+			"--path", "/admin/x", "--data-dir", s.dir)
+		if !strings.Contains(out, "policy:    default/deny-admin") || !strings.Contains(out, "rule 0") {
+			t.Errorf("explain of a DENY does not name the policy and rule:\n%s", out)
+		}
+		tok := iss.token(t, map[string]any{"iss": "https://idp.example", "sub": "bob", "aud": "orders", "exp": time.Now().Add(time.Hour).Unix()})
+		out = mustCLI(t, "explain", "--to", "orders", "--path", "/jwt/a", "--jwt", tok, "--data-dir", s.dir)
+		if !strings.Contains(out, "ALLOW (allow-policy)") || !strings.Contains(out, "https://idp.example/bob") {
+			t.Errorf("explain with a JWT:\n%s", out)
+		}
+		_, errOut, err := cli(t, "", "explain", "--to", "nosuch", "--data-dir", s.dir)
+		if err == nil || !strings.Contains(errOut, `no Service "nosuch"`) {
+			t.Errorf("explain of an unknown service: err=%v %s", err, errOut)
+		}
+	})
+
+	// Change, then roll back: the old behaviour returns.
+	enforcedWithin("policy v2", ordersPolicyV2(s.td), func() bool {
+		code, _, _ := do("DELETE", "/orders/1")
+		return code == http.StatusOK
+	})
+	hist := mustCLI(t, "policy", "history", "orders-allow", "--data-dir", s.dir)
+	revs := regexp.MustCompile(`(?m)^(\d+)\s`).FindAllStringSubmatch(hist, -1)
+	if len(revs) != 2 || !strings.Contains(hist, "admin (admin)") {
+		t.Fatalf("history: want 2 revisions written by admin:\n%s", hist)
+	}
+	diff := mustCLI(t, "policy", "diff", "orders-allow", "--revision", revs[0][1], "--data-dir", s.dir)
+	if !strings.Contains(diff, `-    - GET`) && !strings.Contains(diff, "DELETE") {
+		t.Errorf("diff against revision %s does not show the change:\n%s", revs[0][1], diff)
+	}
+	start := time.Now()
+	out := mustCLI(t, "policy", "rollback", "orders-allow", "--to", revs[0][1], "--data-dir", s.dir)
+	if !strings.Contains(out, "configured") {
+		t.Errorf("rollback: %s", out)
+	}
+	waitFor(t, "rolled-back policy enforced", 10*time.Second, func() bool {
+		code, _, _ := do("DELETE", "/orders/1")
+		return code == http.StatusForbidden
+	})
+	t.Logf("rollback: enforced %v after the command started", time.Since(start).Round(time.Millisecond))
+	if audit := mustCLI(t, "audit", "tail", "--data-dir", s.dir); !strings.Contains(audit, "object.rollback") {
+		t.Errorf("rollback not in the audit log:\n%s", audit)
+	}
+
+	t.Run("bad input", func(t *testing.T) {
+		_, errOut, err := cli(t, "", "policy", "rollback", "orders-allow", "--to", "999999", "--data-dir", s.dir)
+		if err == nil || !strings.Contains(errOut, "has no revision 999999; its revisions are") {
+			t.Errorf("rollback to a missing revision: err=%v %s", err, errOut)
+		}
+		_, errOut, err = cli(t, `apiVersion: trustmesh.dev/v1
+kind: AuthorizationPolicy
+metadata: {name: ext, namespace: default}
+spec:
+  action: CUSTOM
+  provider:
+    rego: |
+      package ext
+      allow if http.send({"method": "GET", "url": "http://x"}).status_code == 200
+`, "apply", "-f", "-", "--data-dir", s.dir)
+		if err == nil || !strings.Contains(errOut, "http.send") {
+			t.Errorf("apply of Rego calling http.send: err=%v %s", err, errOut)
+		}
+	})
+}
