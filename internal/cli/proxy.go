@@ -31,6 +31,7 @@ func newProxyCmd(s *streams) *cobra.Command {
 		logs                                   logFlags
 		encSlashes, backslashes, pathParams    string
 		keepSlashes, lowercase                 bool
+		cacheSize                              int
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy",
@@ -70,7 +71,7 @@ loosen this for apps that need it.`,
 			if err != nil {
 				return err
 			}
-			cfg := proxy.Config{Admin: admin, HTTPProxy: httpProxy, Logger: log}
+			cfg := proxy.Config{Admin: admin, HTTPProxy: httpProxy, Logger: log, AuthzCacheSize: cacheSize}
 			if cfg.Paths, err = pathOptions(encSlashes, backslashes, pathParams, keepSlashes, lowercase); err != nil {
 				return err
 			}
@@ -149,6 +150,7 @@ loosen this for apps that need it.`,
 	f.StringVar(&backslashes, "path-backslashes", "reject", `a raw \ in paths: reject (400) or slash (treated as /)`)
 	f.StringVar(&pathParams, "path-params", "reject", "';' path parameters: reject (400) or keep (opaque data)")
 	f.BoolVar(&keepSlashes, "path-keep-duplicate-slashes", false, "keep // runs in paths instead of merging them")
+	f.IntVar(&cacheSize, "authz-cache-size", 0, "entries of the authorization decision cache (0: off); helps large rule sets without paths or exact principals")
 	f.BoolVar(&lowercase, "path-lowercase", false, "lowercase paths (for case-insensitive apps; the app receives the lowercased path)")
 	logs.register(cmd)
 	return cmd

@@ -256,6 +256,9 @@ func ParseConditionKey(key string) (attr string, args []string, err error) {
 		if attr == KeyRequestHeaders && len(args) != 1 {
 			return "", nil, fmt.Errorf("%q: a header key takes one name: request.headers[name]", key)
 		}
+		if attr == KeyRequestHeaders && !validToken(args[0]) {
+			return "", nil, fmt.Errorf("%q: %q is not a valid header name", key, args[0])
+		}
 		return attr, args, nil
 	}
 	return "", nil, fmt.Errorf("%q is not a supported key: want one of request.headers[NAME], request.auth.claims[NAME], %s", key, strings.Join(plainKeys, ", "))
@@ -413,6 +416,9 @@ func checkValue(val string, kind valueKind) error {
 		}
 		return nil
 	}
+	if kind == valuePath && strings.ContainsAny(val, "{}") {
+		return fmt.Errorf("path templates ({*}, {**}) are not supported: use a prefix (\"/api/*\") or suffix (\"*.json\") match")
+	}
 	if err := checkWildcard(val); err != nil {
 		return err
 	}
@@ -427,9 +433,6 @@ func checkValue(val string, kind valueKind) error {
 			return fmt.Errorf("methods are matched exactly and HTTP methods are uppercase: write %q", strings.ToUpper(val))
 		}
 	case valuePath:
-		if strings.ContainsAny(val, "{}") {
-			return fmt.Errorf("path templates ({*}, {**}) are not supported: use a prefix (\"/api/*\") or suffix (\"*.json\") match")
-		}
 		if strings.ContainsAny(val, "?#") {
 			return fmt.Errorf("paths are matched without query or fragment: leave out ? and #")
 		}
@@ -462,8 +465,14 @@ func checkWildcard(val string) error {
 	return fmt.Errorf("a wildcard * is allowed only once, at the start (suffix match) or at the end (prefix match)")
 }
 
-// ParseIPBlock parses an IP address or CIDR as a prefix.
+// ParseIPBlock parses an IP address or CIDR as a prefix. IPv4-mapped IPv6
+// forms (::ffff:10.0.0.0/104) become the IPv4 prefix they mean, since
+// request addresses are compared unmapped; zones are refused, as they do
+// not exist on the wire.
 func ParseIPBlock(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "%") {
+		return netip.Prefix{}, fmt.Errorf("an IPv6 zone (%%...) is not allowed: write the address without it")
+	}
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
@@ -471,6 +480,12 @@ func ParseIPBlock(s string) (netip.Prefix, error) {
 		}
 		if p.Masked() != p {
 			return netip.Prefix{}, fmt.Errorf("host bits are set: did you mean %s?", p.Masked())
+		}
+		if p.Addr().Is4In6() {
+			if p.Bits() < 96 {
+				return netip.Prefix{}, fmt.Errorf("an IPv4-mapped prefix shorter than /96 mixes IPv4 and IPv6: write the IPv4 and IPv6 ranges separately")
+			}
+			return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96), nil
 		}
 		return p, nil
 	}
@@ -489,4 +504,18 @@ func ParsePort(s string) (uint32, error) {
 		return 0, fmt.Errorf("not a port: want a number from 1 to %d", maxPort)
 	}
 	return uint32(n), nil
+}
+
+// validToken reports whether s is an HTTP token (a valid header name).
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return true
 }

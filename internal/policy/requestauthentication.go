@@ -156,12 +156,9 @@ func checkHeaderName(v *validator, field, name string) {
 		v.add(field, "is required")
 		return
 	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
-			v.add(field, "%q is not a valid header name", name)
-			return
-		}
+	if !validToken(name) {
+		v.add(field, "%q is not a valid header name", name)
+		return
 	}
 	if http.CanonicalHeaderKey(name) == "X-Trustmesh-Peer-Identity" {
 		v.add(field, "%q is reserved for the proxy", name)

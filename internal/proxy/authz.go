@@ -35,7 +35,16 @@ const (
 // security is the compiled authorization part of a snapshot.
 type security struct {
 	engine *authz.Engine
+	cache  *authz.Cache         // nil: off, or the engine is not cacheable
 	authn  *authn.Authenticator // nil: no RequestAuthentication applies
+}
+
+// evaluate decides r, through the decision cache when there is one.
+func (s *security) evaluate(ctx context.Context, r *authz.Request) authz.Decision {
+	if s.cache != nil {
+		return s.cache.Evaluate(ctx, r)
+	}
+	return s.engine.Evaluate(ctx, r)
 }
 
 // compileSecurity decodes the snapshot's policy objects with the strict
@@ -43,7 +52,7 @@ type security struct {
 // problem rejects the whole snapshot (the proxy keeps its last good one
 // and NACKs): a policy that silently dropped out could allow what it
 // denies.
-func compileSecurity(objs []*configsyncv1.PolicyObject, td spiffeid.TrustDomain, keys *authn.KeySets) (*security, error) {
+func compileSecurity(objs []*configsyncv1.PolicyObject, td spiffeid.TrustDomain, keys *authn.KeySets, cacheSize int) (*security, error) {
 	var aps []*policy.AuthorizationPolicy
 	var rules []authn.Rule
 	var errs []error
@@ -75,6 +84,7 @@ func compileSecurity(objs []*configsyncv1.PolicyObject, td spiffeid.TrustDomain,
 	if sec.engine, err = authz.Compile(aps); err != nil {
 		return nil, err
 	}
+	sec.cache = authz.NewCache(sec.engine, cacheSize)
 	if len(rules) > 0 {
 		if sec.authn, err = authn.NewAuthenticator(rules, keys, nil); err != nil {
 			return nil, fmt.Errorf("request authentication: %w", err)
@@ -164,7 +174,7 @@ func (in *inbound) authorizeHTTP(w http.ResponseWriter, r *http.Request, pr *pee
 		req.Auth = authz.Auth{Principal: res.Principal, Audiences: res.Audiences, Presenter: res.Presenter, Claims: res.Claims}
 	}
 
-	d := v.sec.engine.Evaluate(r.Context(), &req)
+	d := v.sec.evaluate(r.Context(), &req)
 	p.recordDecision(r.Context(), &d, pr, r, in.appPort)
 	if !d.Allowed {
 		return refuse(http.StatusForbidden, d.Reason, "trustmesh: denied by authorization policy")
@@ -208,7 +218,7 @@ func (in *inbound) authorizeTCP(c net.Conn, pr *peer) bool {
 	if ap, err := netip.ParseAddrPort(c.LocalAddr().String()); err == nil {
 		req.DestinationIP = ap.Addr().Unmap()
 	}
-	d := v.sec.engine.Evaluate(p.ctx, &req)
+	d := v.sec.evaluate(p.ctx, &req)
 	p.recordDecision(p.ctx, &d, pr, nil, in.appPort)
 	return d.Allowed
 }

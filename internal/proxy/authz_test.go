@@ -137,10 +137,19 @@ func TestHostilePathsAgainstDeny(t *testing.T) {
 	}
 }
 
+// TestAuthorizationEnforcedAndReplaced runs with and without the
+// decision cache: a snapshot change must never be answered from the cache
+// of the old one.
 func TestAuthorizationEnforcedAndReplaced(t *testing.T) {
+	for _, size := range []int{0, 100} {
+		t.Run(fmt.Sprintf("cache=%d", size), func(t *testing.T) { testAuthorizationEnforced(t, size) })
+	}
+}
+
+func testAuthorizationEnforced(t *testing.T, cacheSize int) {
 	c := newTestCA(t, "example.org")
 	app := echoApp(t)
-	p := startProxy(t, Config{Source: newFakeSource(c.mint(t, serverID), c.bundle()), Inbound: []InboundSpec{{Listen: "127.0.0.1:0", App: app}}})
+	p := startProxy(t, Config{Source: newFakeSource(c.mint(t, serverID), c.bundle()), Inbound: []InboundSpec{{Listen: "127.0.0.1:0", App: app}}, AuthzCacheSize: cacheSize})
 	client := meshClient(c.mint(t, clientID), c.bundle(), "h2")
 	status := func(method, path string) (int, string) {
 		t.Helper()
@@ -167,14 +176,19 @@ spec:
   - from: [{source: {principals: ["`+clientID+`"]}}]
     to: [{operation: {methods: ["GET"]}}]
 `))
-	if code, _ := status("GET", "/x"); code != http.StatusOK {
-		t.Errorf("GET: got %d, want 200", code)
+	if (p.view.Load().sec.cache != nil) != (cacheSize > 0) {
+		t.Errorf("cache in use: %v, want %v", p.view.Load().sec.cache != nil, cacheSize > 0)
 	}
-	if code, why := status("DELETE", "/x"); code != http.StatusForbidden || why != "no-allow-match" {
-		t.Errorf("DELETE: got %d %q, want 403 no-allow-match", code, why)
+	for range 2 { // the second time from the cache, if on
+		if code, _ := status("GET", "/x"); code != http.StatusOK {
+			t.Errorf("GET: got %d, want 200", code)
+		}
+		if code, why := status("DELETE", "/x"); code != http.StatusForbidden || why != "no-allow-match" {
+			t.Errorf("DELETE: got %d %q, want 403 no-allow-match", code, why)
+		}
 	}
-	if n := counterValue(t, p.metrics.decisions.WithLabelValues("deny", "no-allow-match", "")); n != 1 {
-		t.Errorf("deny counted %v times, want 1", n)
+	if n := counterValue(t, p.metrics.decisions.WithLabelValues("deny", "no-allow-match", "")); n != 2 {
+		t.Errorf("deny counted %v times, want 2", n)
 	}
 
 	// An invalid policy is NACKed and the last good one stays.

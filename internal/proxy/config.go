@@ -69,6 +69,12 @@ type Config struct {
 	// Paths is how request paths are normalized before authorization (and
 	// forwarded so); the zero value is the strict default.
 	Paths httpnorm.Options
+	// AuthzCacheSize bounds the authorization decision cache (entries); 0
+	// turns it off. The cache keys on the attributes the policies read and
+	// is not used when they read headers, JWT claims or CUSTOM Rego. It
+	// pays off for large rule sets the engine's index cannot narrow
+	// (suffix or prefix principals, no paths).
+	AuthzCacheSize int
 	// Logger receives the proxy's logs; nil discards them.
 	Logger *slog.Logger
 	// Registry receives the proxy's metrics. If nil, a new registry is
@@ -122,6 +128,9 @@ func (c *Config) validate() error {
 		if err := validateHostPort(c.Admin, true); err != nil {
 			errs = append(errs, fmt.Errorf("admin listen %q: %w", c.Admin, err))
 		}
+	}
+	if c.AuthzCacheSize < 0 {
+		errs = append(errs, fmt.Errorf("authz cache size %d: want 0 (off) or more", c.AuthzCacheSize))
 	}
 	if err := c.Paths.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("path normalization: %w", err))

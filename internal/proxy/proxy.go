@@ -305,7 +305,7 @@ func (p *Proxy) goAccept(ln net.Listener, handle func(net.Conn)) {
 // error names the offending field and is meant for the NACK. Connections
 // of peers that s revokes are closed.
 func (p *Proxy) Apply(s *configsyncv1.Snapshot) error {
-	v, err := compile(s, p.cfg.TrustDomain, p.keys, time.Now())
+	v, err := compile(s, p.cfg.TrustDomain, p.keys, p.cfg.AuthzCacheSize, time.Now())
 	if err != nil {
 		p.log.Warn("snapshot rejected", slog.Uint64(logVersion, s.GetVersion()), slog.Any(logError, err))
 		return fmt.Errorf("snapshot %d: %w", s.GetVersion(), err)

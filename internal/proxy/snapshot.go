@@ -190,7 +190,7 @@ func (v *view) service(name, namespace string) *service {
 
 // compile validates s completely and builds its view. Every error names the
 // offending field, e.g. "services[1].endpoints[0].address".
-func compile(s *configsyncv1.Snapshot, td spiffeid.TrustDomain, keys *authn.KeySets, now time.Time) (*view, error) {
+func compile(s *configsyncv1.Snapshot, td spiffeid.TrustDomain, keys *authn.KeySets, cacheSize int, now time.Time) (*view, error) {
 	if s == nil {
 		return nil, errors.New("snapshot is nil")
 	}
@@ -364,7 +364,7 @@ func compile(s *configsyncv1.Snapshot, td spiffeid.TrustDomain, keys *authn.KeyS
 	}
 	v.revoked = ca.NewRevocationList(serials, ids)
 
-	sec, err := compileSecurity(s.GetPolicies(), td, keys)
+	sec, err := compileSecurity(s.GetPolicies(), td, keys, cacheSize)
 	if err != nil {
 		fail("%v", err)
 	}

@@ -319,7 +319,10 @@ func Validate(obj policy.Object, td spiffeid.TrustDomain) error {
 	if err := policy.Validate(obj, td); err != nil {
 		return err
 	}
-	name := fmt.Sprintf("%s %q", obj.GetKind(), obj.GetMeta().Namespace+"/"+obj.GetMeta().Name)
+	name := fmt.Sprintf("%s %q", obj.GetKind(), obj.GetMeta().Name)
+	if obj.Namespaced() {
+		name = fmt.Sprintf("%s %q", obj.GetKind(), obj.GetMeta().Namespace+"/"+obj.GetMeta().Name)
+	}
 	switch o := obj.(type) {
 	case *policy.AuthorizationPolicy:
 		if err := Check(o); err != nil {

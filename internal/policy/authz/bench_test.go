@@ -225,6 +225,8 @@ func TestIndexAgreesWithLinearScan(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 9))
 	paths := []string{"/", "/a", "/a/", "/a/b", "/ab", "/a/b/c", "/x.json", "/b", "/admin", "/admin/x"}
 	pats := []string{"/a", "/a/*", "/a*", "*", "*.json", "/admin", "/admin/*", "/b", "/", "/a/b*"}
+	principals := []string{"spiffe://cluster.local/ns/default/sa/sleep", "cluster.local/ns/default/sa/web", "cluster.local/ns/*", "*/sa/sleep", "spiffe://cluster.local/ns/default/sa/other"}
+	callers := []string{sleep, "spiffe://cluster.local/ns/default/sa/web", "spiffe://cluster.local/ns/x/sa/y", ""}
 	pick := func(l []string) []string {
 		out := []string{l[r.IntN(len(l))]}
 		if r.IntN(3) == 0 {
@@ -239,6 +241,13 @@ func TestIndexAgreesWithLinearScan(t *testing.T) {
 			ap.Spec.Action = []policy.Action{policy.ActionAllow, policy.ActionDeny, policy.ActionAudit}[r.IntN(3)]
 			for range 1 + r.IntN(4) {
 				var rl policy.Rule
+				for range r.IntN(3) {
+					src := policy.Source{Principals: pick(principals)}
+					if r.IntN(4) == 0 {
+						src = policy.Source{NotPrincipals: pick(principals)}
+					}
+					rl.From = append(rl.From, policy.RuleFrom{Source: src})
+				}
 				for range r.IntN(3) {
 					op := policy.Operation{}
 					switch r.IntN(4) {
@@ -262,8 +271,8 @@ func TestIndexAgreesWithLinearScan(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, p := range paths {
-			for _, m := range []string{"GET", "POST"} {
-				req := with(get(p), func(r *Request) { r.Method = m })
+			for k, m := range []string{"GET", "POST", "GET", "POST"} {
+				req := with(get(p), func(r *Request) { r.Method = m; r.Principal = callers[k] })
 				d := e.Evaluate(context.Background(), req)
 				want := linearDecision(e, req)
 				if d.Allowed != want.Allowed || d.Reason != want.Reason || d.Policy != want.Policy || d.Rule != want.Rule {

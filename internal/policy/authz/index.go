@@ -11,15 +11,17 @@ import (
 // A rule is indexed when every one of its `to` operations lists paths and
 // every path is exact or a prefix: it is then filed under each exact path
 // and, for prefixes, under the prefix's length and text. Other rules
-// (no `to`, notPaths only, suffix or presence paths) are generic and
-// always candidates. Each list holds rule numbers in ascending order, so
+// (no `to`, notPaths only, suffix or presence paths) are filed by
+// principal when every `from` source lists only exact principals, and are
+// otherwise generic: always candidates. Each list holds rule numbers in ascending order, so
 // the first match found in a list is that list's earliest rule; first()
 // returns the earliest over all lists, the same rule a linear scan would.
 type group struct {
-	rules   []*rule
-	exact   map[string][]int32
-	prefix  []prefixLevel // by ascending length
-	generic []int32
+	rules     []*rule
+	exact     map[string][]int32
+	prefix    []prefixLevel // by ascending length
+	principal map[string][]int32
+	generic   []int32
 }
 
 // prefixLevel is every indexed prefix of one length.
@@ -29,13 +31,19 @@ type prefixLevel struct {
 }
 
 func newGroup(rules []*rule) *group {
-	g := &group{rules: rules, exact: make(map[string][]int32)}
+	g := &group{rules: rules, exact: make(map[string][]int32), principal: make(map[string][]int32)}
 	byLen := make(map[int]map[string][]int32)
 	for i, rl := range rules {
 		n := int32(i) //nolint:gosec // G115: rule counts are far below 2^31
 		exact, prefixes, ok := indexKeys(rl)
 		if !ok {
-			g.generic = append(g.generic, n)
+			if ps, ok := principalKeys(rl); ok {
+				for _, p := range ps {
+					g.principal[p] = appendOnce(g.principal[p], n)
+				}
+			} else {
+				g.generic = append(g.generic, n)
+			}
 			continue
 		}
 		for _, p := range exact {
@@ -88,6 +96,29 @@ func indexKeys(rl *rule) (exact, prefixes []string, ok bool) {
 	return exact, prefixes, true
 }
 
+// principalKeys returns the exact principals (without "spiffe://") a rule
+// can be filed under: every from source must list principals, all exact.
+// TCP traffic is matched without the index, so HTTP-only fields need no
+// care here.
+func principalKeys(rl *rule) ([]string, bool) {
+	if len(rl.from) == 0 {
+		return nil, false
+	}
+	var keys []string
+	for _, s := range rl.from {
+		if len(s.principals) == 0 {
+			return nil, false
+		}
+		for _, m := range s.principals {
+			if m.kind != matchExact {
+				return nil, false
+			}
+			keys = append(keys, m.s)
+		}
+	}
+	return keys, true
+}
+
 // first returns the earliest rule of the group that matches r, or nil.
 // TCP traffic has no path: every rule is a candidate.
 func (g *group) first(r *Request) *rule {
@@ -105,6 +136,9 @@ func (g *group) first(r *Request) *rule {
 	best := int32(len(g.rules)) //nolint:gosec // G115: see newGroup
 	best = g.scan(g.generic, r, best)
 	best = g.scan(g.exact[r.Path], r, best)
+	if len(g.principal) > 0 {
+		best = g.scan(g.principal[trimScheme(r.Principal)], r, best)
+	}
 	for i := range g.prefix {
 		lv := &g.prefix[i]
 		if lv.n > len(r.Path) {
