@@ -624,6 +624,20 @@ does not support is an error naming it; nothing is printed then.`,
 			}
 			objs, err := istio.Convert(data, opts)
 			if err != nil {
+				return prefixLines(file, policy.NewLocator(data).AnnotateDecode(err))
+			}
+			td := opts.TrustDomain
+			if td.IsZero() {
+				td = spiffeid.RequireTrustDomainFromString(istio.DefaultTrustDomain)
+			}
+			var errs []error
+			for _, o := range objs {
+				// What Convert's validation cannot see: CUSTOM Rego, inline JWKS.
+				if err := authz.Validate(o, td); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			if err := errors.Join(errs...); err != nil {
 				return fmt.Errorf("%s: %w", file, err)
 			}
 			var b bytes.Buffer

@@ -443,7 +443,7 @@ func checkValue(val string, kind valueKind) error {
 		if strings.HasPrefix(val, "spiffe://") {
 			if val[len(val)-1] != '*' {
 				if err := checkSPIFFEID(val); err != nil {
-					return fmt.Errorf("not a SPIFFE ID: %v", err)
+					return fmt.Errorf("not a SPIFFE ID: %w", err)
 				}
 			}
 		} else if strings.Contains(val, "://") {
@@ -476,7 +476,7 @@ func ParseIPBlock(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("not a CIDR such as 10.0.0.0/8: %v", err)
+			return netip.Prefix{}, fmt.Errorf("not a CIDR such as 10.0.0.0/8: %w", err)
 		}
 		if p.Masked() != p {
 			return netip.Prefix{}, fmt.Errorf("host bits are set: did you mean %s?", p.Masked())

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -343,7 +342,7 @@ func (j *jsonLocator) value(depth int) (*yaml3.Node, error) {
 		switch tok {
 		case '{':
 			n := &yaml3.Node{Kind: yaml3.MappingNode, Tag: "!!map", Line: line}
-			var seen []string
+			seen := make(map[string]bool)
 			for j.dec.More() {
 				kline := j.next()
 				kt, err := j.dec.Token()
@@ -354,11 +353,11 @@ func (j *jsonLocator) value(depth int) (*yaml3.Node, error) {
 				if !ok {
 					return nil, errors.New("want an object key")
 				}
-				if slices.Contains(seen, k) {
+				if seen[k] {
 					j.dupLine = kline
 					return nil, errors.New("repeated key")
 				}
-				seen = append(seen, k)
+				seen[k] = true
 				v, err := j.value(depth + 1)
 				if err != nil {
 					return nil, noEOF(err)

@@ -3,6 +3,8 @@ package policy
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -355,6 +357,14 @@ func FuzzLocator(f *testing.F) {
 		if line := loc.Line(doc, path); line < 0 || line > n {
 			t.Fatalf("Line(%d, %q): got %d, want 0 to %d", doc, path, line, n)
 		}
+		for _, d := range parseStream(data) {
+			got := loc.Line(d.index, "")
+			// A document of a lone "!" is the empty string to Decode and
+			// null, an empty document, to the Locator.
+			if d.err == nil && d.root != "" && (d.root == nil) != (got == 0) {
+				t.Fatalf("document %d: Decode parses it as %v, Line(%d, \"\") = %d", d.index, d.root, d.index, got)
+			}
+		}
 		if _, err := Decode(data); err != nil {
 			if got := loc.AnnotateDecode(err); len(lines(got)) > len(lines(err)) {
 				t.Fatalf("AnnotateDecode: got %d lines from %d:\n%v", len(lines(got)), len(lines(err)), got)
@@ -363,4 +373,49 @@ func FuzzLocator(f *testing.F) {
 		_ = loc.AnnotateValidate(doc, errors.New(`Workload "a/b": `+path+": x"))
 		_ = loc.AnnotateDecode(errors.New(`document 1 (Workload "a"): ` + path + ": x"))
 	})
+}
+
+func ExampleLocator_AnnotateDecode() {
+	input := []byte(`apiVersion: trustmesh.dev/v1
+kind: Workload
+metadata:
+  name: web
+spec:
+  spiffeID: spiffe://example.org/ns/default/sa/web
+  selectrs: ["unix:uid:1000"]
+`)
+	_, err := Decode(input)
+	fmt.Println(NewLocator(input).AnnotateDecode(err))
+	// Output:
+	// line 7: document 1 (Workload "web"): unknown field "spec.selectrs" (did you mean "selectors"?)
+}
+
+// TestLocatorCountsDocumentsAsDecode checks, on the fixtures of Decode's
+// tests, that the Locator finds the documents Decode parses, at the same
+// indexes, and no others.
+func TestLocatorCountsDocumentsAsDecode(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "*.*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data := readFixture(t, filepath.Base(file))
+			loc := NewLocator(data)
+			docs := parseStream(data)
+			for _, doc := range docs {
+				got := loc.Line(doc.index, "")
+				switch {
+				case doc.err != nil:
+				case doc.root == nil && got != 0:
+					t.Errorf("document %d is empty, but Line found it on line %d", doc.index, got)
+				case doc.root != nil && got == 0:
+					t.Errorf("document %d: Line did not find it", doc.index)
+				}
+			}
+			if got := loc.Line(len(docs)+1, ""); got != 0 {
+				t.Errorf("document %d: Decode finds no such document, but Line found it on line %d", len(docs)+1, got)
+			}
+		})
+	}
 }

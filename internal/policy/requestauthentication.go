@@ -97,10 +97,9 @@ func (p *RequestAuthentication) validateSpec(v *validator, _ spiffeid.TrustDomai
 	issuers := make(map[string]int)
 	for i, r := range s.JWTRules {
 		f := fmt.Sprintf("spec.jwtRules[%d]", i)
-		switch {
-		case r.Issuer == "":
+		if r.Issuer == "" {
 			v.add(f+".issuer", "is required: the iss claim of the tokens this rule accepts")
-		default:
+		} else {
 			if j, dup := issuers[r.Issuer]; dup {
 				v.add(f+".issuer", "%q repeats spec.jwtRules[%d]: one rule per issuer", r.Issuer, j)
 			}

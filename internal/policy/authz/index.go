@@ -34,7 +34,7 @@ func newGroup(rules []*rule) *group {
 	g := &group{rules: rules, exact: make(map[string][]int32), principal: make(map[string][]int32)}
 	byLen := make(map[int]map[string][]int32)
 	for i, rl := range rules {
-		n := int32(i) //nolint:gosec // G115: rule counts are far below 2^31
+		n := int32(i)
 		exact, prefixes, ok := indexKeys(rl)
 		if !ok {
 			if ps, ok := principalKeys(rl); ok {
@@ -133,7 +133,7 @@ func (g *group) first(r *Request) *rule {
 		}
 		return nil
 	}
-	best := int32(len(g.rules)) //nolint:gosec // G115: see newGroup
+	best := int32(len(g.rules)) //nolint:gosec // G115: rule counts are far below 2^31
 	best = g.scan(g.generic, r, best)
 	best = g.scan(g.exact[r.Path], r, best)
 	if len(g.principal) > 0 {

@@ -98,7 +98,7 @@ func Convert(data []byte, opts Options) ([]policy.Object, error) {
 	c := &converter{opts: opts, budget: maxNodes + len(data)}
 	docs, perr := parse(data)
 	for _, d := range docs {
-		if d.root != nil {
+		if d.root != nil && !c.stopped {
 			c.document(d.index, d.root)
 		}
 	}
@@ -190,7 +190,7 @@ func jsonValue(dec *json.Decoder, depth int) (*yaml.Node, error) {
 		switch tok {
 		case '{':
 			n := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
-			var seen []string
+			seen := make(map[string]bool)
 			for dec.More() {
 				kt, err := dec.Token()
 				if err != nil {
@@ -200,10 +200,10 @@ func jsonValue(dec *json.Decoder, depth int) (*yaml.Node, error) {
 				if !ok {
 					return nil, fmt.Errorf("want an object key, got %v", kt)
 				}
-				if slices.Contains(seen, k) {
+				if seen[k] {
 					return nil, fmt.Errorf("key %q is repeated; a key may appear only once in an object", k)
 				}
-				seen = append(seen, k)
+				seen[k] = true
 				v, err := jsonValue(dec, depth+1)
 				if err != nil {
 					return nil, noEOF(err)
@@ -256,8 +256,10 @@ type converter struct {
 	opts Options
 	objs []policy.Object
 	errs []error
-	// budget is the number of nodes that may still be copied.
-	budget int
+	// budget is the number of nodes that may still be copied; stopped is
+	// set when it is exhausted.
+	budget  int
+	stopped bool
 }
 
 // document converts the objects of one document.
@@ -285,6 +287,9 @@ func (c *converter) list(index int, root *yaml.Node) {
 		return
 	}
 	for i, it := range items.Content {
+		if c.stopped {
+			return
+		}
 		c.object(index, fmt.Sprintf("items[%d]", i), deref(it))
 	}
 }
@@ -420,7 +425,8 @@ func (c *converter) object(index int, prefix string, n *yaml.Node) {
 func (o *object) convert(n *yaml.Node) {
 	out := o.copyTree(n, "")
 	if out == nil {
-		o.fail("", "YAML aliases expand the input to more than %d nodes: write the object out without aliases", maxNodes)
+		o.fail("", "YAML aliases expand the input to too many nodes: write the object out without aliases (the rest of the input is not read)")
+		o.c.stopped = true
 		return
 	}
 	for i := 0; i+1 < len(out.Content); {
@@ -797,7 +803,7 @@ func isFieldName(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+		if c := s[i]; (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '_' {
 			return false
 		}
 	}

@@ -74,9 +74,7 @@ func (l *linter) checkSensitivePorts(p *pol, m *ruleModel, field string) {
 				ports = append(ports, port)
 			}
 		}
-		if who > worst {
-			worst = who
-		}
+		worst = max(worst, who)
 		if portField == "" {
 			portField = f
 		}

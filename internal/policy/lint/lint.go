@@ -154,7 +154,6 @@ type linter struct {
 // pol is one policy with what the checks need of it.
 type pol struct {
 	ap     *policy.AuthorizationPolicy
-	order  int
 	object string
 	action policy.Action
 	dryRun bool
@@ -183,13 +182,12 @@ func newLinter(in Input) *linter {
 		}
 	}
 	l.trustDomains = slices.Sorted(maps.Keys(tds))
-	for i, ap := range in.Policies {
+	for _, ap := range in.Policies {
 		if ap == nil {
 			continue
 		}
 		p := &pol{
 			ap:     ap,
-			order:  i,
 			object: objectName(&ap.Metadata),
 			action: ap.EffectiveAction(),
 			dryRun: ap.DryRun(),
@@ -210,7 +208,7 @@ func newLinter(in Input) *linter {
 				}
 				rules = append(rules, m)
 			}
-			if rules != nil || len(ap.Spec.Rules) == 0 {
+			if rules != nil {
 				p.engine, p.rules = e, rules
 			}
 		}

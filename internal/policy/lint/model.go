@@ -143,18 +143,6 @@ func (p pattern) disjoint(b pattern) bool {
 	return false // a prefix and a suffix: p.s + b.s matches both
 }
 
-func (p pattern) String() string {
-	switch p.kind {
-	case matchPrefix:
-		return p.s + "*"
-	case matchSuffix:
-		return "*" + p.s
-	case matchPresence:
-		return "*"
-	}
-	return p.s
-}
-
 // atom is one list field of a rule: the attribute has one of the values
 // (or, with not, none of them). Which of strs, ports and ips is used
 // depends on the attribute.
@@ -189,11 +177,9 @@ func (a *atom) hasPresence() bool {
 }
 
 // conjunct is one (from entry, to entry) pair of a rule with its when
-// conditions; from and to are the entries' indexes, -1 when the rule has
-// none.
+// conditions.
 type conjunct struct {
-	atoms    []atom
-	from, to int
+	atoms []atom
 }
 
 // ruleModel is a rule as a disjunction of conjuncts.
@@ -302,7 +288,7 @@ func modelRule(action policy.Action, i int, r *policy.Rule) (*ruleModel, error) 
 		case policy.KeyConnectionSNI:
 			a = attr{kind: attrSNI}
 		default:
-			return nil, fmt.Errorf("%skey: %q is not modelled", pre, c.Key)
+			return nil, fmt.Errorf("%skey: %q is not modeled", pre, c.Key)
 		}
 		for _, l := range []struct {
 			not  bool
@@ -329,17 +315,9 @@ func modelRule(action policy.Action, i int, r *policy.Rule) (*ruleModel, error) 
 	if len(tos) == 0 {
 		tos = [][]atom{nil}
 	}
-	for fi, f := range froms {
-		for ti, t := range tos {
-			c := conjunct{from: fi, to: ti}
-			if len(r.From) == 0 {
-				c.from = -1
-			}
-			if len(r.To) == 0 {
-				c.to = -1
-			}
-			c.atoms = slices.Concat(f, t, when)
-			m.conj = append(m.conj, c)
+	for _, f := range froms {
+		for _, t := range tos {
+			m.conj = append(m.conj, conjunct{atoms: slices.Concat(f, t, when)})
 		}
 	}
 	for _, f := range froms {
@@ -483,7 +461,7 @@ func (m *ruleModel) tcp() []conjunct {
 	}
 	out := make([]conjunct, len(m.conj))
 	for i, c := range m.conj {
-		out[i] = conjunct{from: c.from, to: c.to, atoms: tcpAtoms(c.atoms)}
+		out[i] = conjunct{atoms: tcpAtoms(c.atoms)}
 	}
 	return out
 }

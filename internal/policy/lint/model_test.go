@@ -63,7 +63,7 @@ func checkRandomRules(t *testing.T, s1, s2 uint64) {
 		actionA, actionB = actionB, actionA // DENY shadows ALLOW, not the reverse
 	}
 	ra := g.rule()
-	rb := ra
+	var rb policy.Rule
 	if g.r.IntN(2) == 0 {
 		rb = g.rule()
 	} else {
@@ -197,10 +197,10 @@ func atomMatches(a *atom, r *authz.Request) bool {
 }
 
 func matchList(a *atom, vs []string) bool {
-	any := slices.ContainsFunc(vs, func(v string) bool {
+	matched := slices.ContainsFunc(vs, func(v string) bool {
 		return slices.ContainsFunc(a.strs, func(p pattern) bool { return p.match(v) })
 	})
-	return any != a.not
+	return matched != a.not
 }
 
 // ruleGen makes random rules and requests.

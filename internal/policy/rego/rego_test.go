@@ -510,7 +510,7 @@ reason := sprintf("%s %s", [input.request.method, input.source.principal])
 				d, err := m.Eval(context.Background(), with("request.method", method))
 				want := Decision{Allow: method == "GET", Reason: method + " spiffe://td/ns/a/sa/b"}
 				if err != nil || d != want {
-					errs <- fmt.Errorf("goroutine %d eval %d: got %+v, %v; want %+v", g, i, d, err, want)
+					errs <- fmt.Errorf("goroutine %d eval %d: got %+v, %w; want %+v", g, i, d, err, want)
 					return
 				}
 			}

@@ -263,7 +263,7 @@ func destination(world Input, req *Request) (*policy.Workload, uint32, string, e
 			}
 		}
 		if !found {
-			return nil, 0, "", fmt.Errorf("Service %s.%s has no port %d", name, ns, req.Port)
+			return nil, 0, "", fmt.Errorf("service %s.%s has no port %d", name, ns, req.Port)
 		}
 	}
 	for _, wl := range world.Workloads {
@@ -271,7 +271,7 @@ func destination(world Input, req *Request) (*policy.Workload, uint32, string, e
 			return wl, sp.Target(), name + "." + ns, nil
 		}
 	}
-	return nil, 0, "", fmt.Errorf("Service %s.%s selects no Workload: nothing serves it, so no proxy decides", name, ns)
+	return nil, 0, "", fmt.Errorf("service %s.%s selects no Workload: nothing serves it, so no proxy decides", name, ns)
 }
 
 // authenticate verifies the request's JWT as the destination's proxy
