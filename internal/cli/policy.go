@@ -157,6 +157,20 @@ func validateFiles(files []policyFile, td spiffeid.TrustDomain) error {
 	return errors.Join(errs...)
 }
 
+// loadValidFiles loads the -f files and validates every object for the
+// trust domain the flag or the files give.
+func loadValidFiles(s *streams, files []string, tdFlag string) ([]policyFile, error) {
+	pfs, err := loadFiles(s, files)
+	if err != nil {
+		return nil, err
+	}
+	td, err := trustDomainFor(tdFlag, pfs)
+	if err != nil {
+		return nil, err
+	}
+	return pfs, validateFiles(pfs, td)
+}
+
 func newPolicyValidateCmd(s *streams) *cobra.Command {
 	var (
 		files []string
@@ -173,15 +187,8 @@ the command exits non-zero. Nothing is sent anywhere.`,
   trustmesh policy validate -f a.yaml -f b.yaml --trust-domain example.org`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pfs, err := loadFiles(s, files)
+			pfs, err := loadValidFiles(s, files, td)
 			if err != nil {
-				return err
-			}
-			tdom, err := trustDomainFor(td, pfs)
-			if err != nil {
-				return err
-			}
-			if err := validateFiles(pfs, tdom); err != nil {
 				return err
 			}
 			for _, f := range pfs {
@@ -216,18 +223,12 @@ non-zero when there is an error-level finding (with --strict, any warning too).`
   trustmesh policy lint -f policies.yaml --strict -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pfs, err := loadFiles(s, files)
+			pfs, err := loadValidFiles(s, files, td)
 			if err != nil {
 				return err
 			}
-			tdom, err := trustDomainFor(td, pfs)
-			if err != nil {
-				return err
-			}
-			if err := validateFiles(pfs, tdom); err != nil {
-				return err
-			}
-			in := lint.Input{}
+			objs := objectsOf(pfs)
+			in := lint.Input{Policies: objs.AuthzPolicies, RequestAuthentications: objs.RequestAuths, Workloads: objs.Workloads, Services: objs.Services}
 			where := map[string]struct {
 				f   *policyFile
 				doc int
@@ -239,16 +240,6 @@ non-zero when there is an error-level finding (with --strict, any warning too).`
 						f   *policyFile
 						doc int
 					}{f, f.doc(i)}
-					switch o := o.(type) {
-					case *policy.AuthorizationPolicy:
-						in.Policies = append(in.Policies, o)
-					case *policy.RequestAuthentication:
-						in.RequestAuthentications = append(in.RequestAuthentications, o)
-					case *policy.Workload:
-						in.Workloads = append(in.Workloads, o)
-					case *policy.Service:
-						in.Services = append(in.Services, o)
-					}
 				}
 			}
 			findings := lint.Lint(in)

@@ -90,15 +90,8 @@ CASES.yaml:
   trustmesh policy test -f policies.yaml --cases cases.yaml -v`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pfs, err := loadFiles(s, files)
+			pfs, err := loadValidFiles(s, files, td)
 			if err != nil {
-				return err
-			}
-			tdom, err := trustDomainFor(td, pfs)
-			if err != nil {
-				return err
-			}
-			if err := validateFiles(pfs, tdom); err != nil {
 				return err
 			}
 			if cases == "" {
@@ -115,21 +108,7 @@ CASES.yaml:
 			if len(tc.Cases) == 0 {
 				return fmt.Errorf("%s: no cases: want a top-level cases: list", cases)
 			}
-			var in simulate.Input
-			for _, f := range pfs {
-				for _, o := range f.objs {
-					switch o := o.(type) {
-					case *policy.AuthorizationPolicy:
-						in.AuthzPolicies = append(in.AuthzPolicies, o)
-					case *policy.RequestAuthentication:
-						in.RequestAuths = append(in.RequestAuths, o)
-					case *policy.Workload:
-						in.Workloads = append(in.Workloads, o)
-					case *policy.Service:
-						in.Services = append(in.Services, o)
-					}
-				}
-			}
+			in := objectsOf(pfs)
 			failed := 0
 			for i, c := range tc.Cases {
 				name := c.Name
@@ -162,6 +141,26 @@ CASES.yaml:
 	cmd.Flags().StringVar(&td, "trust-domain", "", "trust domain for SPIFFE ID checks (default: from the files, else cluster.local)")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "explain passing cases too")
 	return cmd
+}
+
+// objectsOf sorts the objects of the files by kind.
+func objectsOf(pfs []policyFile) simulate.Input {
+	var in simulate.Input
+	for _, f := range pfs {
+		for _, o := range f.objs {
+			switch o := o.(type) {
+			case *policy.AuthorizationPolicy:
+				in.AuthzPolicies = append(in.AuthzPolicies, o)
+			case *policy.RequestAuthentication:
+				in.RequestAuths = append(in.RequestAuths, o)
+			case *policy.Workload:
+				in.Workloads = append(in.Workloads, o)
+			case *policy.Service:
+				in.Services = append(in.Services, o)
+			}
+		}
+	}
+	return in
 }
 
 func indent(s string) string { return strings.ReplaceAll(s, "\n", "\n      ") }
@@ -327,7 +326,11 @@ func printExplanation(w io.Writer, r *adminapi.ExplainResponse) {
 				dry = " (dry-run)"
 			}
 			fmt.Fprintf(w, "  %s %s %s%s rule %d", mark, st.Action, st.Policy, dry, st.Rule)
-			if !st.Matched {
+			switch {
+			case st.Matched:
+			case st.Field == "":
+				fmt.Fprintf(w, ": %s", st.Detail)
+			default:
 				fmt.Fprintf(w, ": %s: %s", st.Field, st.Detail)
 			}
 			fmt.Fprintln(w)

@@ -298,16 +298,30 @@ func checkDryRun(v *validator, m *Metadata) {
 	}
 }
 
+// valueList is one list field of a Source or Operation, for validation.
+type valueList struct {
+	name string
+	vals []string
+	kind valueKind
+}
+
+// checkLists checks the list fields of one source or operation at field;
+// empty says what to do when they are all empty.
+func checkLists(v *validator, field string, lists []valueList, empty string) {
+	n := 0
+	for _, l := range lists {
+		n += len(l.vals)
+		checkValues(v, field+"."+l.name, l.vals, l.kind)
+	}
+	if n == 0 {
+		v.add(field, "is empty: %s", empty)
+	}
+}
+
 func validateRule(v *validator, field string, r *Rule) {
 	for i, f := range r.From {
-		ff := fmt.Sprintf("%s.from[%d].source", field, i)
 		s := &f.Source
-		n := 0
-		for _, l := range []struct {
-			name string
-			vals []string
-			kind valueKind
-		}{
+		checkLists(v, fmt.Sprintf("%s.from[%d].source", field, i), []valueList{
 			{"principals", s.Principals, valuePrincipal},
 			{"notPrincipals", s.NotPrincipals, valuePrincipal},
 			{"requestPrincipals", s.RequestPrincipals, valueString},
@@ -318,23 +332,11 @@ func validateRule(v *validator, field string, r *Rule) {
 			{"notIpBlocks", s.NotIPBlocks, valueIP},
 			{"remoteIpBlocks", s.RemoteIPBlocks, valueIP},
 			{"notRemoteIpBlocks", s.NotRemoteIPBlocks, valueIP},
-		} {
-			n += len(l.vals)
-			checkValues(v, ff+"."+l.name, l.vals, l.kind)
-		}
-		if n == 0 {
-			v.add(ff, "is empty: set at least one field (principals, namespaces, ipBlocks, requestPrincipals or their not- forms), or leave out the from entry to match every source")
-		}
+		}, "set at least one field (principals, namespaces, ipBlocks, requestPrincipals or their not- forms), or leave out the from entry to match every source")
 	}
 	for i, t := range r.To {
-		tf := fmt.Sprintf("%s.to[%d].operation", field, i)
 		o := &t.Operation
-		n := 0
-		for _, l := range []struct {
-			name string
-			vals []string
-			kind valueKind
-		}{
+		checkLists(v, fmt.Sprintf("%s.to[%d].operation", field, i), []valueList{
 			{"hosts", o.Hosts, valueHost},
 			{"notHosts", o.NotHosts, valueHost},
 			{"ports", o.Ports, valuePort},
@@ -343,13 +345,7 @@ func validateRule(v *validator, field string, r *Rule) {
 			{"notMethods", o.NotMethods, valueMethod},
 			{"paths", o.Paths, valuePath},
 			{"notPaths", o.NotPaths, valuePath},
-		} {
-			n += len(l.vals)
-			checkValues(v, tf+"."+l.name, l.vals, l.kind)
-		}
-		if n == 0 {
-			v.add(tf, "is empty: set at least one field (hosts, ports, methods, paths or their not- forms), or leave out the to entry to match every operation")
-		}
+		}, "set at least one field (hosts, ports, methods, paths or their not- forms), or leave out the to entry to match every operation")
 	}
 	for i, c := range r.When {
 		cf := fmt.Sprintf("%s.when[%d]", field, i)

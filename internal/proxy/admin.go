@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/trustmesh/trustmesh/internal/authn"
 )
 
 // admin is the --admin listener: health, readiness, config dump, metrics.
@@ -49,6 +51,23 @@ type configDump struct {
 	SVID      *svidDump     `json:"svid,omitempty"`
 	Listeners listenersDump `json:"listeners"`
 	Snapshot  *snapshotDump `json:"snapshot,omitempty"`
+	Authz     *authzDump    `json:"authz,omitempty"`
+}
+
+// authzDump is what the proxy enforces: the compiled policies and the
+// state of the JWKS it fetches.
+type authzDump struct {
+	Policies []policyDump         `json:"policies"`
+	Cache    bool                 `json:"decision_cache"`
+	JWKS     []authn.KeySetStatus `json:"jwks,omitempty"`
+}
+
+type policyDump struct {
+	Name     string `json:"name"`
+	Revision int64  `json:"revision"`
+	Action   string `json:"action"`
+	DryRun   bool   `json:"dry_run,omitempty"`
+	Rules    int    `json:"rules"`
 }
 
 type svidDump struct {
@@ -115,6 +134,13 @@ func (p *Proxy) serveConfigDump(w http.ResponseWriter, _ *http.Request) {
 			return
 		}
 		d.Snapshot = &snapshotDump{Version: v.version, AppliedAt: v.appliedAt.UTC(), Contents: raw}
+		if v.sec != nil {
+			ad := &authzDump{Policies: []policyDump{}, Cache: v.sec.cache != nil, JWKS: p.keys.Status()}
+			for _, pol := range v.sec.engine.Policies {
+				ad.Policies = append(ad.Policies, policyDump{Name: pol.String(), Revision: pol.Revision, Action: string(pol.Action), DryRun: pol.DryRun, Rules: pol.Rules()})
+			}
+			d.Authz = ad
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)

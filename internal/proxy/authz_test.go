@@ -2,9 +2,16 @@ package proxy
 
 import (
 	"bufio"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"strconv"
@@ -238,5 +245,76 @@ spec:
 	}
 	if err := echo("spiffe://example.org/ns/default/sa/intruder"); err == nil {
 		t.Errorf("a principal no ALLOW rule names got through TCP passthrough")
+	}
+}
+
+// TestRemoteJWKS: a RequestAuthentication's jwksUri is fetched by the
+// proxy; tokens verify once it is, and an issuer whose JWKS cannot be
+// fetched fails closed (401 jwks-unavailable), never open.
+func TestRemoteJWKS(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := base64.RawURLEncoding.EncodeToString
+	jwks := fmt.Sprintf(`{"keys":[{"kty":"RSA","kid":"k","alg":"RS256","n":%q,"e":%q}]}`, b64(key.N.Bytes()), b64(big.NewInt(int64(key.E)).Bytes()))
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, jwks) }))
+	defer idp.Close()
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close() // a JWKS URI nothing answers
+
+	token := func(iss string) string {
+		hdr := b64([]byte(`{"alg":"RS256","kid":"k"}`))
+		body := b64([]byte(fmt.Sprintf(`{"iss":%q,"sub":"alice","exp":%d}`, iss, time.Now().Add(time.Hour).Unix())))
+		sum := sha256.Sum256([]byte(hdr + "." + body))
+		sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hdr + "." + body + "." + b64(sig)
+	}
+
+	c := newTestCA(t, "example.org")
+	p := startProxy(t, Config{Source: newFakeSource(c.mint(t, serverID), c.bundle()), Inbound: []InboundSpec{{Listen: "127.0.0.1:0", App: echoApp(t)}}})
+	mustApply(t, p, policySnapshot(t, 1, fmt.Sprintf(`apiVersion: trustmesh.dev/v1
+kind: RequestAuthentication
+metadata: {name: idp, namespace: default}
+spec:
+  jwtRules:
+  - {issuer: https://idp.example, jwksUri: %q}
+  - {issuer: https://down.example, jwksUri: %q}
+---
+apiVersion: trustmesh.dev/v1
+kind: AuthorizationPolicy
+metadata: {name: need-jwt, namespace: default}
+spec:
+  rules:
+  - from: [{source: {requestPrincipals: ["*"]}}]
+`, idp.URL+"/keys", down.URL+"/keys")))
+	client := meshClient(c.mint(t, clientID), c.bundle(), "http/1.1")
+	get := func(tok string) (int, string) {
+		req, _ := http.NewRequest("GET", "https://"+inboundAddr(p)+"/x", nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get(headerDeniedBy)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for code, _ := get(token("https://idp.example")); code != http.StatusOK; code, _ = get(token("https://idp.example")) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a valid token was never accepted (got %d): the JWKS was not fetched", code)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code, why := get(token("https://down.example")); code != http.StatusUnauthorized || why != "jwt-jwks-unavailable" {
+		t.Errorf("issuer with an unreachable JWKS: got %d %q, want 401 jwt-jwks-unavailable", code, why)
+	}
+	if code, why := get(""); code != http.StatusForbidden || why != "no-allow-match" {
+		t.Errorf("no token where a request principal is required: got %d %q, want 403 no-allow-match", code, why)
 	}
 }

@@ -67,6 +67,9 @@ type Policy struct {
 	rego  *rego.Module
 }
 
+// Rules is the number of rules of the policy.
+func (p *Policy) Rules() int { return len(p.rules) }
+
 // String is "namespace/name".
 func (p *Policy) String() string { return p.Namespace + "/" + p.Name }
 

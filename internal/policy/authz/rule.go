@@ -2,6 +2,7 @@ package authz
 
 import (
 	"fmt"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -147,7 +148,7 @@ func compileRule(p *Policy, index int, r *policy.Rule) (*rule, error) {
 		cc := condition{key: c.Key, attr: attributes[attrName], httpOnly: policy.HTTPOnlyKey(attrName)}
 		switch cc.attr {
 		case attrHeader:
-			cc.header = canonicalHeader(args[0])
+			cc.header = http.CanonicalHeaderKey(args[0])
 		case attrAuthClaims:
 			cc.claim = args
 		}
@@ -202,21 +203,6 @@ func parsePorts(vals []string) (portSet, error) {
 		out = append(out, p)
 	}
 	return out, nil
-}
-
-// canonicalHeader is the form of a header name in http.Header.
-func canonicalHeader(s string) string {
-	// textproto.CanonicalMIMEHeaderKey without importing net/textproto's
-	// reader: same rule, upper after '-' and at the start.
-	b := []byte(strings.ToLower(s))
-	upper := true
-	for i, c := range b {
-		if upper && 'a' <= c && c <= 'z' {
-			b[i] = c - 'a' + 'A'
-		}
-		upper = c == '-'
-	}
-	return string(b)
 }
 
 // match reports whether the rule matches r. On TCP traffic (r.HTTP

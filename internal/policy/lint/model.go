@@ -2,6 +2,7 @@ package lint
 
 import (
 	"fmt"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -266,7 +267,7 @@ func modelRule(action policy.Action, i int, r *policy.Rule) (*ruleModel, error) 
 		fold := func(s string) string { return s }
 		switch name {
 		case policy.KeyRequestHeaders:
-			a = attr{kind: attrHeader, name: canonicalHeader(args[0])}
+			a = attr{kind: attrHeader, name: http.CanonicalHeaderKey(args[0])}
 		case policy.KeySourceIP, policy.KeyRemoteIP:
 			a = attr{kind: attrSourceIP}
 		case policy.KeyDestinationIP:
@@ -379,20 +380,6 @@ func trimScheme(s string) string { return strings.TrimPrefix(s, "spiffe://") }
 
 // foldHost is how hosts compare: lowercase, without a trailing dot.
 func foldHost(s string) string { return strings.TrimSuffix(strings.ToLower(s), ".") }
-
-// canonicalHeader is the form of a header name in http.Header, as authz
-// computes it.
-func canonicalHeader(s string) string {
-	b := []byte(strings.ToLower(s))
-	upper := true
-	for i, c := range b {
-		if upper && 'a' <= c && c <= 'z' {
-			b[i] = c - 'a' + 'A'
-		}
-		upper = c == '-'
-	}
-	return string(b)
-}
 
 // namespaceOf returns the namespace of a principal (without "spiffe://"):
 // NAME in td/ns/NAME/..., else "".
