@@ -523,6 +523,9 @@ func FuzzDecode(f *testing.F) {
 		`{"kind":"PeerAuthentication","apiVersion":"trustmesh.dev/v1","metadata":{"name":"a"},"spec":{"portLevelMtls":{"+1":{},"1 ":{},"":{}}}}`,
 		"{kind: Service, apiVersion: trustmesh.dev/v1, metadata: {name: a}, spec: {ports: [{port: 0}, {port: 4294967296}], selector: {matchLabels: {}}, endpoints: [{}], spiffeIDs: []}}",
 		"{kind: Service, apiVersion: trustmesh.dev/v1, metadata: {name: a, labels: {1: x}}, spec: {selector: {matchLabels: {8080: x}}}}",
+		"{kind: AuthorizationPolicy, apiVersion: trustmesh.dev/v1, metadata: {name: a, annotations: {trustmesh.dev/dry-run: \"true\"}}, spec: {action: DENY, rules: [{from: [{source: {principals: [\"*\"], notIpBlocks: [\"::ffff:10.0.0.0/104\"]}}], to: [{operation: {paths: [\"/a*\"], ports: [\"80\"]}}], when: [{key: \"request.auth.claims[a][b]\", values: [x]}]}]}}",
+		"{kind: AuthorizationPolicy, apiVersion: trustmesh.dev/v1, metadata: {name: a}, spec: {action: CUSTOM, provider: {name: p, rego: \"package x\\nallow := true\"}, rules: [{}]}}",
+		"{kind: RequestAuthentication, apiVersion: trustmesh.dev/v1, metadata: {name: a}, spec: {jwtRules: [{issuer: i, jwks: '{\"keys\":[{}]}', fromHeaders: [{name: x, prefix: \"B \"}], outputClaimToHeaders: [{header: h, claim: c}]}]}}",
 	} {
 		f.Add([]byte(s))
 	}
