@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
-	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -169,6 +168,7 @@ func (in *inbound) authorizeHTTP(w http.ResponseWriter, r *http.Request, pr *pee
 				w.Header().Set("WWW-Authenticate", ae.Challenge())
 			}
 			p.decisionEvent(r.Context(), decisionEvent{decision: "deny", reason: reason, peer: pr, r: r, detail: err.Error()})
+			p.log.Debug("token rejected", slog.Any("authn", err)) // the internal cause, never the token
 			return refuse(http.StatusUnauthorized, reason, "trustmesh: "+err.Error())
 		}
 		req.Auth = authz.Auth{Principal: res.Principal, Audiences: res.Audiences, Presenter: res.Presenter, Claims: res.Claims}
@@ -300,7 +300,8 @@ func (p *Proxy) decisionEvent(ctx context.Context, e decisionEvent) {
 	p.log.LogAttrs(ctx, level, "authorization decision", attrs...)
 }
 
-// keySetsConfig is how the proxy fetches JWKS.
+// keySetsConfig is how the proxy fetches JWKS: authn's default client
+// (timeout, no https-to-http redirects) and the proxy's logger.
 func keySetsConfig(log *slog.Logger) authn.KeySetsConfig {
-	return authn.KeySetsConfig{Client: &http.Client{Timeout: 5 * time.Second}, Logger: log}
+	return authn.KeySetsConfig{Logger: log}
 }
