@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"text/tabwriter"
 	"time"
 
@@ -22,6 +23,9 @@ import (
 	"github.com/trustmesh/trustmesh/internal/proxy"
 	"github.com/trustmesh/trustmesh/internal/server/adminapi"
 )
+
+// proxyGCPercent is the proxy's GOGC unless the environment sets one.
+const proxyGCPercent = 400
 
 func newProxyCmd(s *streams) *cobra.Command {
 	var (
@@ -62,7 +66,10 @@ once (percent-decoding of unreserved characters, dot segments, duplicate
 slashes); the policies match that path and the app receives it. Paths that
 cannot be normalized unambiguously are refused with 400: by default encoded
 slashes (%2F, %5C), backslashes and ';' path parameters; the --path-* flags
-loosen this for apps that need it.`,
+loosen this for apps that need it.
+
+The proxy runs with GOGC=400 unless the GOGC environment variable says
+otherwise (its live heap is small, so the default 100 collects far too often).`,
 		Example: `  trustmesh proxy --socket /run/trustmesh/agent.sock --server 127.0.0.1:8443 \
       --inbound 127.0.0.1:15006=127.0.0.1:8080 --outbound 127.0.0.1:9001=payments:80 --admin 127.0.0.1:15000`,
 		Args: cobra.NoArgs,
@@ -70,6 +77,14 @@ loosen this for apps that need it.`,
 			log, err := logs.logger(s.err)
 			if err != nil {
 				return err
+			}
+			if os.Getenv("GOGC") == "" {
+				// The proxy's live heap is a few MB, so at Go's default
+				// GOGC=100 it collects every ~100 requests, and each cycle
+				// also scans the single binary's globals (OPA's tables among
+				// them): measured 14% fewer requests per second than at 400
+				// (BenchmarkHTTPThroughProxies), for ~15 MB more heap at most.
+				debug.SetGCPercent(proxyGCPercent)
 			}
 			cfg := proxy.Config{Admin: admin, HTTPProxy: httpProxy, Logger: log, AuthzCacheSize: cacheSize}
 			if cfg.Paths, err = pathOptions(encSlashes, backslashes, pathParams, keepSlashes, lowercase); err != nil {

@@ -153,9 +153,7 @@ func (in *inbound) authorizeHTTP(w http.ResponseWriter, r *http.Request, pr *pee
 		req.SourceIP = ap.Addr().Unmap()
 	}
 	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		if ap, err := netip.ParseAddrPort(la.String()); err == nil {
-			req.DestinationIP = ap.Addr().Unmap()
-		}
+		req.DestinationIP = addrOf(la)
 	}
 
 	if v.sec.authn != nil {
@@ -182,9 +180,23 @@ func (in *inbound) authorizeHTTP(w http.ResponseWriter, r *http.Request, pr *pee
 	return true
 }
 
+// addrOf is the IP of a connection address, without formatting it.
+func addrOf(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap()
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
 // setPath rewrites r to the normalized path so that the app receives
 // exactly what policies matched.
 func setPath(r *http.Request, escaped, rawQuery string) error {
+	if r.URL.RawQuery == rawQuery && r.URL.Host == "" && r.URL.Opaque == "" && r.URL.EscapedPath() == escaped {
+		return nil // already what the app must receive (the common case)
+	}
 	unescaped, err := url.PathUnescape(escaped)
 	if err != nil {
 		return err
@@ -212,12 +224,7 @@ func (in *inbound) authorizeTCP(c net.Conn, pr *peer) bool {
 	if pr != nil {
 		req.Principal = pr.idS
 	}
-	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		req.SourceIP = ap.Addr().Unmap()
-	}
-	if ap, err := netip.ParseAddrPort(c.LocalAddr().String()); err == nil {
-		req.DestinationIP = ap.Addr().Unmap()
-	}
+	req.SourceIP, req.DestinationIP = addrOf(c.RemoteAddr()), addrOf(c.LocalAddr())
 	d := v.sec.evaluate(p.ctx, &req)
 	p.recordDecision(p.ctx, &d, pr, nil, in.appPort)
 	return d.Allowed
