@@ -147,7 +147,7 @@ func (in *inbound) authorizeHTTP(w http.ResponseWriter, r *http.Request, pr *pee
 		Method: r.Method, Host: host, Path: path, Headers: r.Header,
 	}
 	if pr != nil {
-		req.Principal = pr.idS
+		req.Principal, req.SNI = pr.idS, pr.sni
 	}
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		req.SourceIP = ap.Addr().Unmap()
@@ -222,7 +222,7 @@ func (in *inbound) authorizeTCP(c net.Conn, pr *peer) bool {
 	}
 	req := authz.Request{Port: in.appPort}
 	if pr != nil {
-		req.Principal = pr.idS
+		req.Principal, req.SNI = pr.idS, pr.sni
 	}
 	req.SourceIP, req.DestinationIP = addrOf(c.RemoteAddr()), addrOf(c.LocalAddr())
 	d := v.sec.evaluate(p.ctx, &req)

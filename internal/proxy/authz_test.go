@@ -318,3 +318,30 @@ spec:
 		t.Errorf("no token where a request principal is required: got %d %q, want 403 no-allow-match", code, why)
 	}
 }
+
+func TestAuthorizationSNI(t *testing.T) {
+	c := newTestCA(t, "example.org")
+	p := startProxy(t, Config{Source: newFakeSource(c.mint(t, serverID), c.bundle()), Inbound: []InboundSpec{{Listen: "127.0.0.1:0", App: echoApp(t)}}})
+	mustApply(t, p, policySnapshot(t, 1, `apiVersion: trustmesh.dev/v1
+kind: AuthorizationPolicy
+metadata: {name: sni, namespace: default}
+spec:
+  rules:
+  - when: [{key: connection.sni, values: ["orders.example"]}]
+`))
+	for _, tc := range []struct {
+		sni  string
+		want int
+	}{{"orders.example", http.StatusOK}, {"", http.StatusForbidden}, {"other.example", http.StatusForbidden}} {
+		client := meshClient(c.mint(t, clientID), c.bundle(), "http/1.1")
+		client.Transport.(*http.Transport).TLSClientConfig.ServerName = tc.sni
+		resp, err := client.Get("https://" + inboundAddr(p) + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("SNI %q: got %d, want %d", tc.sni, resp.StatusCode, tc.want)
+		}
+	}
+}

@@ -49,6 +49,7 @@ type peer struct {
 	id   spiffeid.ID
 	idS  string // id.String(), computed once per connection
 	leaf *x509.Certificate
+	sni  string // the TLS server name the peer sent (inbound), for connection.sni
 }
 
 // refusal is a peer verification failure with its metric reason.
@@ -112,7 +113,7 @@ func peerFromState(cs tls.ConnectionState) (*peer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &peer{id: id, idS: id.String(), leaf: cs.PeerCertificates[0]}, nil
+	return &peer{id: id, idS: id.String(), leaf: cs.PeerCertificates[0], sni: cs.ServerName}, nil
 }
 
 // observeHandshake records a completed handshake's negotiated group.
