@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -29,6 +30,26 @@ type Applier interface {
 	Ready() bool
 }
 
+// EventSource is where the proxy buffers decision events for the audit log:
+// bounded, so a proxy that cannot reach the server keeps the newest it can
+// and counts the rest.
+type EventSource interface {
+	// EventsReady is signalled when events are waiting.
+	EventsReady() <-chan struct{}
+	// DrainEvents takes up to max buffered events and the number dropped
+	// since the last drain.
+	DrainEvents(max int) (events []*configsyncv1.DecisionEvent, dropped uint64)
+	// RequeueEvents gives back a batch that could not be sent.
+	RequeueEvents(events []*configsyncv1.DecisionEvent, dropped uint64)
+}
+
+// Event batching: a batch goes out when it is full or the oldest event has
+// waited eventFlush.
+const (
+	eventBatch = 500
+	eventFlush = time.Second
+)
+
 // Source is the proxy's identity and trust bundle (a go-spiffe X509Source).
 type Source interface {
 	x509svid.Source
@@ -44,7 +65,9 @@ type ClientConfig struct {
 	Mode       string
 	Version    string
 	Applier    Applier
-	Logger     *slog.Logger
+	// Events, if set, are sent to the server in batches while connected.
+	Events EventSource
+	Logger *slog.Logger
 }
 
 // maxBackoff bounds the reconnect delay; it must stay below DefaultSettle.
@@ -133,6 +156,20 @@ func (c *Client) session(ctx context.Context, client configsyncv1.ConfigSyncClie
 	if err := stream.Send(&configsyncv1.ProxyMessage{Msg: &configsyncv1.ProxyMessage_Hello{Hello: hello}}); err != nil {
 		return false, err
 	}
+	// gRPC allows one sender at a time: replies and event batches share
+	// the stream under sendMu.
+	var sendMu sync.Mutex
+	send := func(m *configsyncv1.ProxyMessage) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return stream.Send(m)
+	}
+	if c.cfg.Events != nil {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		defer cancel()
+		wg.Go(func() { c.pumpEvents(ctx, send) })
+	}
 	for {
 		snap, err := stream.Recv()
 		if err != nil {
@@ -147,8 +184,43 @@ func (c *Client) session(ctx context.Context, client configsyncv1.ConfigSyncClie
 			c.log.Info("applied snapshot", "version", snap.GetVersion(), "services", len(snap.GetServices()))
 			reply = &configsyncv1.ProxyMessage{Msg: &configsyncv1.ProxyMessage_Ack{Ack: &configsyncv1.Ack{Version: snap.GetVersion()}}}
 		}
-		if err := stream.Send(reply); err != nil {
+		if err := send(reply); err != nil {
 			return applied, err
+		}
+	}
+}
+
+// pumpEvents sends decision events in batches until ctx ends. A batch that
+// cannot be sent goes back to the buffer for the next session.
+func (c *Client) pumpEvents(ctx context.Context, send func(*configsyncv1.ProxyMessage) error) {
+	src := c.cfg.Events
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-src.EventsReady():
+		}
+		// Let a burst gather into one batch, unless it is already full.
+		t := time.NewTimer(eventFlush)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		for {
+			evs, dropped := src.DrainEvents(eventBatch)
+			if len(evs) == 0 && dropped == 0 {
+				break
+			}
+			msg := &configsyncv1.ProxyMessage{Msg: &configsyncv1.ProxyMessage_Events{Events: &configsyncv1.DecisionEvents{Events: evs, Dropped: dropped}}}
+			if err := send(msg); err != nil {
+				src.RequeueEvents(evs, dropped)
+				return
+			}
+			if len(evs) < eventBatch {
+				break
+			}
 		}
 	}
 }

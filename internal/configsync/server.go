@@ -43,9 +43,16 @@ type ServerConfig struct {
 	Settle time.Duration
 	// OnNack is told about every NACK (the server audits them).
 	OnNack func(ctx context.Context, p ProxyStatus, version uint64, reason string)
+	// OnEvents receives every batch of decision events (the server audits
+	// them), with the count the proxy dropped before it. Batches larger
+	// than MaxEventBatch are refused.
+	OnEvents func(ctx context.Context, p ProxyStatus, events []*configsyncv1.DecisionEvent, dropped uint64)
 	Logger *slog.Logger
 	Now    func() time.Time
 }
+
+// MaxEventBatch bounds one batch of decision events from a proxy.
+const MaxEventBatch = 1000
 
 // ProxyStatus is one connected proxy as operators see it.
 type ProxyStatus struct {
@@ -348,6 +355,17 @@ func (s *Server) receive(ctx context.Context, stream configsyncv1.ConfigSync_Str
 			s.log.Warn("proxy rejected a snapshot", "proxy_id", st.ID, "spiffe_id", st.SPIFFEID, "version", m.Nack.GetVersion(), "reason", reason)
 			if s.cfg.OnNack != nil {
 				s.cfg.OnNack(ctx, st, m.Nack.GetVersion(), reason)
+			}
+		case *configsyncv1.ProxyMessage_Events:
+			evs := m.Events.GetEvents()
+			if len(evs) > MaxEventBatch {
+				return status.Errorf(codes.InvalidArgument, "a batch holds at most %d decision events, got %d", MaxEventBatch, len(evs))
+			}
+			if s.cfg.OnEvents != nil {
+				s.mu.Lock()
+				st := c.status
+				s.mu.Unlock()
+				s.cfg.OnEvents(ctx, st, evs, m.Events.GetDropped())
 			}
 		default:
 			return status.Error(codes.InvalidArgument, fmt.Sprintf("unexpected message %T", m))

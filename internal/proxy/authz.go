@@ -9,12 +9,14 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"time"
 	"strconv"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	configsyncv1 "github.com/trustmesh/trustmesh/api/configsync/v1"
 	"github.com/trustmesh/trustmesh/internal/authn"
+	"github.com/trustmesh/trustmesh/internal/configsync"
 	"github.com/trustmesh/trustmesh/internal/httpnorm"
 	"github.com/trustmesh/trustmesh/internal/policy"
 	"github.com/trustmesh/trustmesh/internal/policy/authz"
@@ -305,7 +307,29 @@ func (p *Proxy) decisionEvent(ctx context.Context, e decisionEvent) {
 		level = slog.LevelWarn
 	}
 	p.log.LogAttrs(ctx, level, "authorization decision", attrs...)
+	p.events.add(e.proto())
 }
+
+// proto is the event as it travels to the server's audit log.
+func (e *decisionEvent) proto() *configsyncv1.DecisionEvent {
+	pe := &configsyncv1.DecisionEvent{TimeUnixNano: time.Now().UnixNano(), Decision: e.decision, Reason: e.reason, Rule: -1, Detail: e.detail, Port: e.port}
+	if e.policy != nil {
+		pe.Policy, pe.PolicyRevision, pe.Rule = e.policy.String(), e.policy.Revision, int32(e.rule) //nolint:gosec // G115: a rule index
+	}
+	if e.peer != nil {
+		pe.Source = e.peer.idS
+	}
+	if e.r != nil {
+		pe.Protocol, pe.Method, pe.Path, pe.Remote, pe.RequestId = "http", e.r.Method, e.r.URL.EscapedPath(), e.r.RemoteAddr, e.r.Header.Get("X-Request-Id")
+	} else {
+		pe.Protocol = "tcp"
+	}
+	return pe
+}
+
+// Events is the proxy's buffer of decision events, for the config
+// stream's client to send to the server (configsync.EventSource).
+func (p *Proxy) Events() configsync.EventSource { return p.events }
 
 // keySetsConfig is how the proxy fetches JWKS: authn's default client
 // (timeout, no https-to-http redirects) and the proxy's logger.

@@ -27,6 +27,9 @@ type metrics struct {
 	plaintext  *prometheus.CounterVec   // port, action
 	refused    *prometheus.CounterVec   // direction, reason
 	decisions  *prometheus.CounterVec   // decision, reason, policy
+	// eventsDropped counts decision events lost because the buffer for the
+	// audit log was full (the server unreachable for too long).
+	eventsDropped prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -64,8 +67,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "trustmesh_authz_decisions_total",
 			Help: "Inbound authorization decisions: decision (allow, deny, audit, dry-run-deny, dry-run-allow), reason code and the deciding policy (namespace/name, empty for a default).",
 		}, []string{"decision", "reason", "policy"}),
+		eventsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "trustmesh_decision_events_dropped_total",
+			Help: "Decision events for the audit log dropped because the proxy's buffer was full while the server was unreachable.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.tcpBytes, m.tcpConns, m.handshakes, m.plaintext, m.refused, m.decisions} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.tcpBytes, m.tcpConns, m.handshakes, m.plaintext, m.refused, m.decisions, m.eventsDropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}

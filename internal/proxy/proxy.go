@@ -60,6 +60,8 @@ type Proxy struct {
 	// keys fetches the JWKS that RequestAuthentications name; it outlives
 	// snapshots so a config change does not refetch.
 	keys *authn.KeySets
+	// events buffers decision events for the server's audit log.
+	events *eventBuffer
 
 	wg       sync.WaitGroup  // connection handlers
 	ctx      context.Context // cancelled by Close: aborts handshakes and dials
@@ -105,6 +107,7 @@ func New(cfg Config) (*Proxy, error) {
 	p.clientTLS = p.newClientTLS()
 	p.upstreams.p = p
 	p.keys = authn.NewKeySets(keySetsConfig(p.log))
+	p.events = newEventBuffer(func() { p.metrics.eventsDropped.Inc() })
 
 	if err := p.bind(); err != nil {
 		return nil, errors.Join(err, p.Close())

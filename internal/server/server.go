@@ -161,6 +161,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Expect:      expect,
 		CheckPeer:   s.checkRevoked,
 		OnNack:      s.auditNack,
+		OnEvents:    s.auditEvents,
 		Logger:      cfg.Logger,
 		Now:         cfg.Now,
 	})

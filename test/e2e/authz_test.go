@@ -181,6 +181,18 @@ spec:
 		waitFor(t, "decision event in the proxy log", 5*time.Second, func() bool {
 			return regexp.MustCompile(`authorization decision.*decision=deny.*reason=deny-policy.*policy=default/deny-admin.*policy_revision=\d+`).MatchString(orders.out.String())
 		})
+		// The proxy batches its events to the server, which audits them
+		// with the policy and its revision.
+		var audit string
+		waitFor(t, "decision events in the server's audit log", 10*time.Second, func() bool {
+			audit = mustCLI(t, "audit", "tail", "-n", "200", "-o", "json", "--data-dir", s.dir)
+			return strings.Contains(audit, `"action":"authz.deny"`) && strings.Contains(audit, "AuthorizationPolicy/default/deny-admin")
+		})
+		for _, want := range []string{`"outcome":"denied"`, "deny-policy (rule 0): GET /admin/users from spiffe://authz.example/ns/default/sa/frontend", "spiffe://authz.example/ns/default/sa/orders (proxy "} {
+			if !strings.Contains(audit, want) {
+				t.Errorf("audit log lacks %q:\n%s", want, audit)
+			}
+		}
 	})
 
 	t.Run("explain", func(t *testing.T) {
@@ -253,5 +265,54 @@ spec:
 		if err == nil || !strings.Contains(errOut, "http.send") {
 			t.Errorf("apply of Rego calling http.send: err=%v %s", err, errOut)
 		}
+	})
+}
+
+// TestDecisionEventsSurviveOutage: denials while the control plane is down
+// are enforced from the last snapshot, buffered by the proxy, and reach
+// the audit log once the server is back.
+func TestDecisionEventsSurviveOutage(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "outage.example")
+	appAddr, appPort := echoApp(t)
+	s.apply(t, meshYAML(s.td, appPort))
+	s.apply(t, ordersPolicyV1(s.td))
+	a := startAgent(t, s, filepath.Join(t.TempDir(), "agent"), s.token(t, "node-1"))
+	inbound, outbound := freeAddr(t), freeAddr(t)
+	startProxy(t, s, a, "spiffe://outage.example/ns/default/sa/orders", "--inbound", inbound+"="+appAddr)
+	startProxy(t, s, a, "spiffe://outage.example/ns/default/sa/frontend", "--outbound", outbound+"=orders:80")
+	client := &http.Client{Timeout: 5 * time.Second}
+	get := func(path, id string) int {
+		req, _ := http.NewRequest("GET", "http://"+outbound+path, nil)
+		req.Header.Set("X-Request-Id", id)
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	waitFor(t, "the policy in force", 20*time.Second, func() bool { return get("/orders/1", "warmup") == 200 && get("/admin", "warmup") == 403 })
+
+	if err := s.stop(); err != nil {
+		t.Logf("server stop: %v", err)
+	}
+	for i := range 5 {
+		if code := get("/admin/x", fmt.Sprintf("outage-%d", i)); code != http.StatusForbidden {
+			t.Errorf("denied request %d while the server is down: got %d, want 403 from the last snapshot", i, code)
+		}
+	}
+	s.launch(t)
+	waitFor(t, "the outage's denials in the audit log", 30*time.Second, func() bool {
+		out, _, err := cli(t, "", "audit", "tail", "-n", "500", "-o", "json", "--data-dir", s.dir)
+		if err != nil {
+			return false
+		}
+		for i := range 5 {
+			if !strings.Contains(out, fmt.Sprintf(`"requestID":"outage-%d"`, i)) {
+				return false
+			}
+		}
+		return true
 	})
 }

@@ -36,6 +36,7 @@ type ProxyMessage struct {
 	//	*ProxyMessage_Hello
 	//	*ProxyMessage_Ack
 	//	*ProxyMessage_Nack
+	//	*ProxyMessage_Events
 	Msg           isProxyMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -105,6 +106,15 @@ func (x *ProxyMessage) GetNack() *Nack {
 	return nil
 }
 
+func (x *ProxyMessage) GetEvents() *DecisionEvents {
+	if x != nil {
+		if x, ok := x.Msg.(*ProxyMessage_Events); ok {
+			return x.Events
+		}
+	}
+	return nil
+}
+
 type isProxyMessage_Msg interface {
 	isProxyMessage_Msg()
 }
@@ -121,11 +131,228 @@ type ProxyMessage_Nack struct {
 	Nack *Nack `protobuf:"bytes,3,opt,name=nack,proto3,oneof"`
 }
 
+type ProxyMessage_Events struct {
+	Events *DecisionEvents `protobuf:"bytes,4,opt,name=events,proto3,oneof"`
+}
+
 func (*ProxyMessage_Hello) isProxyMessage_Msg() {}
 
 func (*ProxyMessage_Ack) isProxyMessage_Msg() {}
 
 func (*ProxyMessage_Nack) isProxyMessage_Msg() {}
+
+func (*ProxyMessage_Events) isProxyMessage_Msg() {}
+
+// DecisionEvents is a batch of authorization decisions worth recording
+// (denials, AUDIT matches, dry-run would-be decisions), for the audit log.
+type DecisionEvents struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events []*DecisionEvent       `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// dropped counts the events this proxy could not keep (its buffer was
+	// full while the server was unreachable) since its previous batch.
+	Dropped       uint64 `protobuf:"varint,2,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecisionEvents) Reset() {
+	*x = DecisionEvents{}
+	mi := &file_configsync_v1_configsync_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecisionEvents) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecisionEvents) ProtoMessage() {}
+
+func (x *DecisionEvents) ProtoReflect() protoreflect.Message {
+	mi := &file_configsync_v1_configsync_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecisionEvents.ProtoReflect.Descriptor instead.
+func (*DecisionEvents) Descriptor() ([]byte, []int) {
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *DecisionEvents) GetEvents() []*DecisionEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *DecisionEvents) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
+type DecisionEvent struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	TimeUnixNano int64                  `protobuf:"varint,1,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	// decision is deny, audit, dry-run-deny or dry-run-allow.
+	Decision string `protobuf:"bytes,2,opt,name=decision,proto3" json:"decision,omitempty"`
+	// reason is the reason code (deny-policy, no-allow-match, jwt-expired...).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// policy is namespace/name of the deciding policy ("" for a default),
+	// policy_revision its store revision, rule the rule's index (-1: none).
+	Policy         string `protobuf:"bytes,4,opt,name=policy,proto3" json:"policy,omitempty"`
+	PolicyRevision int64  `protobuf:"varint,5,opt,name=policy_revision,json=policyRevision,proto3" json:"policy_revision,omitempty"`
+	Rule           int32  `protobuf:"varint,6,opt,name=rule,proto3" json:"rule,omitempty"`
+	// source is the caller's verified SPIFFE ID ("" for plaintext), remote
+	// its address.
+	Source string `protobuf:"bytes,7,opt,name=source,proto3" json:"source,omitempty"`
+	Remote string `protobuf:"bytes,8,opt,name=remote,proto3" json:"remote,omitempty"`
+	// protocol is http or tcp; method and path (normalized) for HTTP.
+	Protocol      string `protobuf:"bytes,9,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	Method        string `protobuf:"bytes,10,opt,name=method,proto3" json:"method,omitempty"`
+	Path          string `protobuf:"bytes,11,opt,name=path,proto3" json:"path,omitempty"`
+	Port          uint32 `protobuf:"varint,12,opt,name=port,proto3" json:"port,omitempty"`
+	RequestId     string `protobuf:"bytes,13,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Detail        string `protobuf:"bytes,14,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecisionEvent) Reset() {
+	*x = DecisionEvent{}
+	mi := &file_configsync_v1_configsync_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecisionEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecisionEvent) ProtoMessage() {}
+
+func (x *DecisionEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_configsync_v1_configsync_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecisionEvent.ProtoReflect.Descriptor instead.
+func (*DecisionEvent) Descriptor() ([]byte, []int) {
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DecisionEvent) GetTimeUnixNano() int64 {
+	if x != nil {
+		return x.TimeUnixNano
+	}
+	return 0
+}
+
+func (x *DecisionEvent) GetDecision() string {
+	if x != nil {
+		return x.Decision
+	}
+	return ""
+}
+
+func (x *DecisionEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DecisionEvent) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+func (x *DecisionEvent) GetPolicyRevision() int64 {
+	if x != nil {
+		return x.PolicyRevision
+	}
+	return 0
+}
+
+func (x *DecisionEvent) GetRule() int32 {
+	if x != nil {
+		return x.Rule
+	}
+	return 0
+}
+
+func (x *DecisionEvent) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *DecisionEvent) GetRemote() string {
+	if x != nil {
+		return x.Remote
+	}
+	return ""
+}
+
+func (x *DecisionEvent) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *DecisionEvent) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *DecisionEvent) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *DecisionEvent) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *DecisionEvent) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *DecisionEvent) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
 
 type Hello struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -147,7 +374,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[1]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -159,7 +386,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[1]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -172,7 +399,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{1}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Hello) GetProxyId() string {
@@ -223,7 +450,7 @@ type InboundListener struct {
 
 func (x *InboundListener) Reset() {
 	*x = InboundListener{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[2]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -235,7 +462,7 @@ func (x *InboundListener) String() string {
 func (*InboundListener) ProtoMessage() {}
 
 func (x *InboundListener) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[2]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -248,7 +475,7 @@ func (x *InboundListener) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundListener.ProtoReflect.Descriptor instead.
 func (*InboundListener) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{2}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *InboundListener) GetAddress() string {
@@ -274,7 +501,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[3]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -286,7 +513,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[3]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -299,7 +526,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{3}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Ack) GetVersion() uint64 {
@@ -319,7 +546,7 @@ type Nack struct {
 
 func (x *Nack) Reset() {
 	*x = Nack{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[4]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -331,7 +558,7 @@ func (x *Nack) String() string {
 func (*Nack) ProtoMessage() {}
 
 func (x *Nack) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[4]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -344,7 +571,7 @@ func (x *Nack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Nack.ProtoReflect.Descriptor instead.
 func (*Nack) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{4}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Nack) GetVersion() uint64 {
@@ -382,7 +609,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[5]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -394,7 +621,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[5]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -407,7 +634,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{5}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Snapshot) GetVersion() uint64 {
@@ -466,7 +693,7 @@ type PolicyObject struct {
 
 func (x *PolicyObject) Reset() {
 	*x = PolicyObject{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[6]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -478,7 +705,7 @@ func (x *PolicyObject) String() string {
 func (*PolicyObject) ProtoMessage() {}
 
 func (x *PolicyObject) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[6]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -491,7 +718,7 @@ func (x *PolicyObject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyObject.ProtoReflect.Descriptor instead.
 func (*PolicyObject) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{6}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PolicyObject) GetKind() string {
@@ -526,7 +753,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[7]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +765,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[7]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +778,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{7}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Service) GetName() string {
@@ -611,7 +838,7 @@ type ServicePort struct {
 
 func (x *ServicePort) Reset() {
 	*x = ServicePort{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[8]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -623,7 +850,7 @@ func (x *ServicePort) String() string {
 func (*ServicePort) ProtoMessage() {}
 
 func (x *ServicePort) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[8]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -636,7 +863,7 @@ func (x *ServicePort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServicePort.ProtoReflect.Descriptor instead.
 func (*ServicePort) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{8}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ServicePort) GetName() string {
@@ -682,7 +909,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[9]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +921,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[9]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +934,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{9}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -743,7 +970,7 @@ type InboundSettings struct {
 
 func (x *InboundSettings) Reset() {
 	*x = InboundSettings{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[10]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -755,7 +982,7 @@ func (x *InboundSettings) String() string {
 func (*InboundSettings) ProtoMessage() {}
 
 func (x *InboundSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[10]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -768,7 +995,7 @@ func (x *InboundSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundSettings.ProtoReflect.Descriptor instead.
 func (*InboundSettings) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{10}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *InboundSettings) GetDefaultMode() string {
@@ -798,7 +1025,7 @@ type Revocation struct {
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[11]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +1037,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[11]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +1050,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{11}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Revocation) GetSerial() string {
@@ -851,12 +1078,33 @@ var File_configsync_v1_configsync_proto protoreflect.FileDescriptor
 
 const file_configsync_v1_configsync_proto_rawDesc = "" +
 	"\n" +
-	"\x1econfigsync/v1/configsync.proto\x12\x17trustmesh.configsync.v1\"\xb4\x01\n" +
+	"\x1econfigsync/v1/configsync.proto\x12\x17trustmesh.configsync.v1\"\xf7\x01\n" +
 	"\fProxyMessage\x126\n" +
 	"\x05hello\x18\x01 \x01(\v2\x1e.trustmesh.configsync.v1.HelloH\x00R\x05hello\x120\n" +
 	"\x03ack\x18\x02 \x01(\v2\x1c.trustmesh.configsync.v1.AckH\x00R\x03ack\x123\n" +
-	"\x04nack\x18\x03 \x01(\v2\x1d.trustmesh.configsync.v1.NackH\x00R\x04nackB\x05\n" +
-	"\x03msg\"\xae\x01\n" +
+	"\x04nack\x18\x03 \x01(\v2\x1d.trustmesh.configsync.v1.NackH\x00R\x04nack\x12A\n" +
+	"\x06events\x18\x04 \x01(\v2'.trustmesh.configsync.v1.DecisionEventsH\x00R\x06eventsB\x05\n" +
+	"\x03msg\"j\n" +
+	"\x0eDecisionEvents\x12>\n" +
+	"\x06events\x18\x01 \x03(\v2&.trustmesh.configsync.v1.DecisionEventR\x06events\x12\x18\n" +
+	"\adropped\x18\x02 \x01(\x04R\adropped\"\x81\x03\n" +
+	"\rDecisionEvent\x12$\n" +
+	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x1a\n" +
+	"\bdecision\x18\x02 \x01(\tR\bdecision\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06policy\x18\x04 \x01(\tR\x06policy\x12'\n" +
+	"\x0fpolicy_revision\x18\x05 \x01(\x03R\x0epolicyRevision\x12\x12\n" +
+	"\x04rule\x18\x06 \x01(\x05R\x04rule\x12\x16\n" +
+	"\x06source\x18\a \x01(\tR\x06source\x12\x16\n" +
+	"\x06remote\x18\b \x01(\tR\x06remote\x12\x1a\n" +
+	"\bprotocol\x18\t \x01(\tR\bprotocol\x12\x16\n" +
+	"\x06method\x18\n" +
+	" \x01(\tR\x06method\x12\x12\n" +
+	"\x04path\x18\v \x01(\tR\x04path\x12\x12\n" +
+	"\x04port\x18\f \x01(\rR\x04port\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\r \x01(\tR\trequestId\x12\x16\n" +
+	"\x06detail\x18\x0e \x01(\tR\x06detail\"\xae\x01\n" +
 	"\x05Hello\x12\x19\n" +
 	"\bproxy_id\x18\x01 \x01(\tR\aproxyId\x12B\n" +
 	"\ainbound\x18\x02 \x03(\v2(.trustmesh.configsync.v1.InboundListenerR\ainbound\x12\x12\n" +
@@ -927,41 +1175,45 @@ func file_configsync_v1_configsync_proto_rawDescGZIP() []byte {
 	return file_configsync_v1_configsync_proto_rawDescData
 }
 
-var file_configsync_v1_configsync_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_configsync_v1_configsync_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_configsync_v1_configsync_proto_goTypes = []any{
 	(*ProxyMessage)(nil),    // 0: trustmesh.configsync.v1.ProxyMessage
-	(*Hello)(nil),           // 1: trustmesh.configsync.v1.Hello
-	(*InboundListener)(nil), // 2: trustmesh.configsync.v1.InboundListener
-	(*Ack)(nil),             // 3: trustmesh.configsync.v1.Ack
-	(*Nack)(nil),            // 4: trustmesh.configsync.v1.Nack
-	(*Snapshot)(nil),        // 5: trustmesh.configsync.v1.Snapshot
-	(*PolicyObject)(nil),    // 6: trustmesh.configsync.v1.PolicyObject
-	(*Service)(nil),         // 7: trustmesh.configsync.v1.Service
-	(*ServicePort)(nil),     // 8: trustmesh.configsync.v1.ServicePort
-	(*Endpoint)(nil),        // 9: trustmesh.configsync.v1.Endpoint
-	(*InboundSettings)(nil), // 10: trustmesh.configsync.v1.InboundSettings
-	(*Revocation)(nil),      // 11: trustmesh.configsync.v1.Revocation
-	nil,                     // 12: trustmesh.configsync.v1.InboundSettings.PortModesEntry
+	(*DecisionEvents)(nil),  // 1: trustmesh.configsync.v1.DecisionEvents
+	(*DecisionEvent)(nil),   // 2: trustmesh.configsync.v1.DecisionEvent
+	(*Hello)(nil),           // 3: trustmesh.configsync.v1.Hello
+	(*InboundListener)(nil), // 4: trustmesh.configsync.v1.InboundListener
+	(*Ack)(nil),             // 5: trustmesh.configsync.v1.Ack
+	(*Nack)(nil),            // 6: trustmesh.configsync.v1.Nack
+	(*Snapshot)(nil),        // 7: trustmesh.configsync.v1.Snapshot
+	(*PolicyObject)(nil),    // 8: trustmesh.configsync.v1.PolicyObject
+	(*Service)(nil),         // 9: trustmesh.configsync.v1.Service
+	(*ServicePort)(nil),     // 10: trustmesh.configsync.v1.ServicePort
+	(*Endpoint)(nil),        // 11: trustmesh.configsync.v1.Endpoint
+	(*InboundSettings)(nil), // 12: trustmesh.configsync.v1.InboundSettings
+	(*Revocation)(nil),      // 13: trustmesh.configsync.v1.Revocation
+	nil,                     // 14: trustmesh.configsync.v1.InboundSettings.PortModesEntry
 }
 var file_configsync_v1_configsync_proto_depIdxs = []int32{
-	1,  // 0: trustmesh.configsync.v1.ProxyMessage.hello:type_name -> trustmesh.configsync.v1.Hello
-	3,  // 1: trustmesh.configsync.v1.ProxyMessage.ack:type_name -> trustmesh.configsync.v1.Ack
-	4,  // 2: trustmesh.configsync.v1.ProxyMessage.nack:type_name -> trustmesh.configsync.v1.Nack
-	2,  // 3: trustmesh.configsync.v1.Hello.inbound:type_name -> trustmesh.configsync.v1.InboundListener
-	7,  // 4: trustmesh.configsync.v1.Snapshot.services:type_name -> trustmesh.configsync.v1.Service
-	10, // 5: trustmesh.configsync.v1.Snapshot.inbound:type_name -> trustmesh.configsync.v1.InboundSettings
-	11, // 6: trustmesh.configsync.v1.Snapshot.revocations:type_name -> trustmesh.configsync.v1.Revocation
-	6,  // 7: trustmesh.configsync.v1.Snapshot.policies:type_name -> trustmesh.configsync.v1.PolicyObject
-	8,  // 8: trustmesh.configsync.v1.Service.ports:type_name -> trustmesh.configsync.v1.ServicePort
-	9,  // 9: trustmesh.configsync.v1.Service.endpoints:type_name -> trustmesh.configsync.v1.Endpoint
-	12, // 10: trustmesh.configsync.v1.InboundSettings.port_modes:type_name -> trustmesh.configsync.v1.InboundSettings.PortModesEntry
-	0,  // 11: trustmesh.configsync.v1.ConfigSync.Stream:input_type -> trustmesh.configsync.v1.ProxyMessage
-	5,  // 12: trustmesh.configsync.v1.ConfigSync.Stream:output_type -> trustmesh.configsync.v1.Snapshot
-	12, // [12:13] is the sub-list for method output_type
-	11, // [11:12] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	3,  // 0: trustmesh.configsync.v1.ProxyMessage.hello:type_name -> trustmesh.configsync.v1.Hello
+	5,  // 1: trustmesh.configsync.v1.ProxyMessage.ack:type_name -> trustmesh.configsync.v1.Ack
+	6,  // 2: trustmesh.configsync.v1.ProxyMessage.nack:type_name -> trustmesh.configsync.v1.Nack
+	1,  // 3: trustmesh.configsync.v1.ProxyMessage.events:type_name -> trustmesh.configsync.v1.DecisionEvents
+	2,  // 4: trustmesh.configsync.v1.DecisionEvents.events:type_name -> trustmesh.configsync.v1.DecisionEvent
+	4,  // 5: trustmesh.configsync.v1.Hello.inbound:type_name -> trustmesh.configsync.v1.InboundListener
+	9,  // 6: trustmesh.configsync.v1.Snapshot.services:type_name -> trustmesh.configsync.v1.Service
+	12, // 7: trustmesh.configsync.v1.Snapshot.inbound:type_name -> trustmesh.configsync.v1.InboundSettings
+	13, // 8: trustmesh.configsync.v1.Snapshot.revocations:type_name -> trustmesh.configsync.v1.Revocation
+	8,  // 9: trustmesh.configsync.v1.Snapshot.policies:type_name -> trustmesh.configsync.v1.PolicyObject
+	10, // 10: trustmesh.configsync.v1.Service.ports:type_name -> trustmesh.configsync.v1.ServicePort
+	11, // 11: trustmesh.configsync.v1.Service.endpoints:type_name -> trustmesh.configsync.v1.Endpoint
+	14, // 12: trustmesh.configsync.v1.InboundSettings.port_modes:type_name -> trustmesh.configsync.v1.InboundSettings.PortModesEntry
+	0,  // 13: trustmesh.configsync.v1.ConfigSync.Stream:input_type -> trustmesh.configsync.v1.ProxyMessage
+	7,  // 14: trustmesh.configsync.v1.ConfigSync.Stream:output_type -> trustmesh.configsync.v1.Snapshot
+	14, // [14:15] is the sub-list for method output_type
+	13, // [13:14] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_configsync_v1_configsync_proto_init() }
@@ -973,6 +1225,7 @@ func file_configsync_v1_configsync_proto_init() {
 		(*ProxyMessage_Hello)(nil),
 		(*ProxyMessage_Ack)(nil),
 		(*ProxyMessage_Nack)(nil),
+		(*ProxyMessage_Events)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -980,7 +1233,7 @@ func file_configsync_v1_configsync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_configsync_v1_configsync_proto_rawDesc), len(file_configsync_v1_configsync_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
