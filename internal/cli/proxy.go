@@ -36,6 +36,7 @@ func newProxyCmd(s *streams) *cobra.Command {
 		encSlashes, backslashes, pathParams    string
 		keepSlashes, lowercase                 bool
 		cacheSize                              int
+		metricsNaming                          string
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy",
@@ -86,7 +87,7 @@ otherwise (its live heap is small, so the default 100 collects far too often).`,
 				// (BenchmarkHTTPThroughProxies), for ~15 MB more heap at most.
 				debug.SetGCPercent(proxyGCPercent)
 			}
-			cfg := proxy.Config{Admin: admin, HTTPProxy: httpProxy, Logger: log, AuthzCacheSize: cacheSize}
+			cfg := proxy.Config{Admin: admin, HTTPProxy: httpProxy, Logger: log, AuthzCacheSize: cacheSize, MetricsNaming: metricsNaming}
 			if cfg.Paths, err = pathOptions(encSlashes, backslashes, pathParams, keepSlashes, lowercase); err != nil {
 				return err
 			}
@@ -165,6 +166,7 @@ otherwise (its live heap is small, so the default 100 collects far too often).`,
 	f.StringVar(&backslashes, "path-backslashes", "reject", `a raw \ in paths: reject (400) or slash (treated as /)`)
 	f.StringVar(&pathParams, "path-params", "reject", "';' path parameters: reject (400) or keep (opaque data)")
 	f.BoolVar(&keepSlashes, "path-keep-duplicate-slashes", false, "keep // runs in paths instead of merging them")
+	f.StringVar(&metricsNaming, "metrics-naming", proxy.NamingTrustmesh, "metric names on /metrics: trustmesh (trustmesh_*) or istio (istio_requests_total and Istio's standard labels, for existing dashboards and Kiali)")
 	f.IntVar(&cacheSize, "authz-cache-size", 0, "entries of the authorization decision cache (0: off); helps large rule sets without paths or exact principals")
 	f.BoolVar(&lowercase, "path-lowercase", false, "lowercase paths (for case-insensitive apps; the app receives the lowercased path)")
 	logs.register(cmd)

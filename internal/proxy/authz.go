@@ -94,6 +94,14 @@ func compileSecurity(objs []*configsyncv1.PolicyObject, td spiffeid.TrustDomain,
 	return sec, nil
 }
 
+// selfID is this proxy's SPIFFE ID as the snapshot names it ("" before one).
+func (v *view) selfID() string {
+	if v == nil {
+		return ""
+	}
+	return v.self
+}
+
 // jwksURIs are the key sets the view needs fetched.
 func (v *view) jwksURIs() []string {
 	if v == nil || v.sec == nil || v.sec.authn == nil {
@@ -106,15 +114,20 @@ func (v *view) jwksURIs() []string {
 // host check, path normalization (the request is rewritten to the
 // normalized path, which is what policies match and the app receives),
 // JWT authentication, authorization. It answers the request itself and
-// returns false when the request must not be forwarded.
-func (in *inbound) authorizeHTTP(w http.ResponseWriter, r *http.Request, pr *peer) bool {
+// returns false when the request must not be forwarded; host is the
+// request's normalized host.
+func (in *inbound) authorizeHTTP(w http.ResponseWriter, r *http.Request, pr *peer) (host string, ok bool) {
 	p := in.p
 	v := p.view.Load()
-	mesh := pr != nil
-	refuse := func(code int, reason, msg string) bool {
+	m := reqMeta{dir: dirInbound, service: in.spec.App, mesh: pr != nil, destination: v.selfID(), decision: "deny", grpc: isGRPC(r)}
+	if pr != nil {
+		m.source = pr.idS
+	}
+	refuse := func(code int, reason, msg string) (string, bool) {
 		w.Header().Set(headerDeniedBy, reason)
-		p.reply(w, dirInbound, in.spec.App, mesh, code, msg)
-		return false
+		m.host = host
+		p.replyMeta(w, m, code, msg)
+		return host, false
 	}
 	if v == nil || v.sec == nil {
 		p.decisionEvent(r.Context(), decisionEvent{decision: "deny", reason: reasonNoConfig, peer: pr, r: r})
@@ -123,6 +136,7 @@ func (in *inbound) authorizeHTTP(w http.ResponseWriter, r *http.Request, pr *pee
 
 	host, err := httpnorm.Host(r.Host)
 	if err != nil {
+		host = ""
 		return refuse(http.StatusBadRequest, reasonBadHost, "trustmesh: invalid Host header")
 	}
 	// Only origin-form reaches the app. Go's server replaces the Host
@@ -179,7 +193,7 @@ func (in *inbound) authorizeHTTP(w http.ResponseWriter, r *http.Request, pr *pee
 	if !d.Allowed {
 		return refuse(http.StatusForbidden, d.Reason, "trustmesh: denied by authorization policy")
 	}
-	return true
+	return host, true
 }
 
 // addrOf is the IP of a connection address, without formatting it.

@@ -69,6 +69,11 @@ type Config struct {
 	// Paths is how request paths are normalized before authorization (and
 	// forwarded so); the zero value is the strict default.
 	Paths httpnorm.Options
+	// MetricsNaming is NamingTrustmesh (the default, "") or NamingIstio:
+	// Istio's standard request and TCP metrics (istio_requests_total,
+	// istio_request_duration_milliseconds, istio_tcp_*) and labels, for
+	// existing dashboards and Kiali.
+	MetricsNaming string
 	// AuthzCacheSize bounds the authorization decision cache (entries); 0
 	// turns it off. The cache keys on the attributes the policies read and
 	// is not used when they read headers, JWT claims or CUSTOM Rego. It
@@ -128,6 +133,11 @@ func (c *Config) validate() error {
 		if err := validateHostPort(c.Admin, true); err != nil {
 			errs = append(errs, fmt.Errorf("admin listen %q: %w", c.Admin, err))
 		}
+	}
+	switch c.MetricsNaming {
+	case "", NamingTrustmesh, NamingIstio:
+	default:
+		errs = append(errs, fmt.Errorf("metrics naming %q: want %s or %s", c.MetricsNaming, NamingTrustmesh, NamingIstio))
 	}
 	if c.AuthzCacheSize < 0 {
 		errs = append(errs, fmt.Errorf("authz cache size %d: want 0 (off) or more", c.AuthzCacheSize))

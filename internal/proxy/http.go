@@ -166,6 +166,7 @@ type route struct {
 	code      int    // response code, set by ModifyResponse/ErrorHandler
 	service   string // metric label
 	direction string
+	meta      reqMeta // metric labels beyond direction, service and mesh
 }
 
 type routeKey struct{}
@@ -256,28 +257,24 @@ func (p *Proxy) forward(rp *httputil.ReverseProxy, w http.ResponseWriter, r *htt
 		if code == 0 {
 			code = 499
 		}
-		p.observeRequest(rt.direction, rt.service, code, rt.mesh, start)
+		m := rt.meta
+		m.dir, m.service, m.mesh = rt.direction, rt.service, rt.mesh
+		m.grpc = isGRPC(r)
+		p.observe(m, code, start)
 	}()
 	rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, rt)))
-}
-
-func (p *Proxy) observeRequest(dir, service string, code int, mesh bool, start time.Time) {
-	mode := mtlsOff
-	if mesh {
-		mode = mtlsOn
-	}
-	if code == 0 {
-		code = http.StatusBadGateway
-	}
-	p.metrics.requests.WithLabelValues(dir, service, statusLabel(code), mode).Inc()
-	p.metrics.duration.WithLabelValues(dir, service).Observe(time.Since(start).Seconds())
 }
 
 // reply writes a short plain-text answer from the proxy itself and
 // records it.
 func (p *Proxy) reply(w http.ResponseWriter, dir, service string, mesh bool, code int, msg string) {
+	p.replyMeta(w, reqMeta{dir: dir, service: service, mesh: mesh}, code, msg)
+}
+
+// replyMeta is reply with full metric labels.
+func (p *Proxy) replyMeta(w http.ResponseWriter, m reqMeta, code int, msg string) {
 	http.Error(w, msg, code)
-	p.observeRequest(dir, service, code, mesh, time.Now())
+	p.observe(m, code, time.Now())
 }
 
 // drainClose reads a little of r and closes it, so a keep-alive

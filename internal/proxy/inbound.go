@@ -194,10 +194,12 @@ func (in *inbound) passthrough(c net.Conn, t *trackedConn) {
 	if !t.attach(app) {
 		return // revoked or shutting down meanwhile
 	}
-	p.metrics.tcpConns.WithLabelValues(dirInbound, in.spec.App).Inc()
 	rx, tx := splice(c, app, tcpIdleTimeout)
-	p.metrics.tcpBytes.WithLabelValues(dirInbound, in.spec.App, "rx").Add(float64(rx))
-	p.metrics.tcpBytes.WithLabelValues(dirInbound, in.spec.App, "tx").Add(float64(tx))
+	m := reqMeta{dir: dirInbound, service: in.spec.App, mesh: t.peer != nil, destination: p.view.Load().selfID(), decision: "allow"}
+	if t.peer != nil {
+		m.source = t.peer.idS
+	}
+	p.observeTCP(m, rx, tx)
 }
 
 // ServeHTTP forwards a request to the app with the peer's identity.
@@ -220,10 +222,15 @@ func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if !in.authorizeHTTP(w, r, pr) {
+	host, ok := in.authorizeHTTP(w, r, pr)
+	if !ok {
 		return
 	}
-	rt := &route{target: in.spec.App, transport: in.h1, peer: pr, mesh: pr != nil, service: in.spec.App, direction: dirInbound}
+	rt := &route{target: in.spec.App, transport: in.h1, peer: pr, mesh: pr != nil, service: in.spec.App, direction: dirInbound,
+		meta: reqMeta{destination: p.view.Load().selfID(), decision: "allow", host: host}}
+	if pr != nil {
+		rt.meta.source = pr.idS
+	}
 	if r.ProtoMajor == 2 {
 		rt.transport = in.h2c
 	}

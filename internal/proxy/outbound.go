@@ -107,6 +107,7 @@ func (p *Proxy) forwardToService(rp *httputil.ReverseProxy, w http.ResponseWrite
 		mesh:      true,
 		service:   sp.svc.label,
 		direction: dirOutbound,
+		meta:      reqMeta{source: p.view.Load().selfID(), destination: ep.idS},
 	}
 	p.forward(rp, w, r, rt)
 }
@@ -135,10 +136,8 @@ func (p *Proxy) dialAndSplice(c net.Conn, sp *servicePort) {
 		t.close()
 		return
 	}
-	p.metrics.tcpConns.WithLabelValues(dirOutbound, sp.svc.label).Inc()
 	rx, tx := splice(c, tc, tcpIdleTimeout)
-	p.metrics.tcpBytes.WithLabelValues(dirOutbound, sp.svc.label, "rx").Add(float64(rx))
-	p.metrics.tcpBytes.WithLabelValues(dirOutbound, sp.svc.label, "tx").Add(float64(tx))
+	p.observeTCP(reqMeta{dir: dirOutbound, service: sp.svc.label, mesh: true, source: p.view.Load().selfID(), destination: pr.idS}, rx, tx)
 }
 
 // upstreamKey identifies a pool of mesh connections: one per service port

@@ -47,8 +47,12 @@ func TestOutboundHTTP1ThroughProxies(t *testing.T) {
 	if got := counterValue(t, m.a.metrics.handshakes.WithLabelValues(dirOutbound, "X25519MLKEM768", "false")); got != 1 {
 		t.Errorf("outbound handshakes = %v, want 1 (pooled)", got)
 	}
-	if got := counterValue(t, m.a.metrics.requests.WithLabelValues(dirOutbound, "echo.default", "200", mtlsOn)); got != 3 {
-		t.Errorf("requests_total = %v, want 3", got)
+	// A static endpoint has no identity of its own: destination unknown.
+	if got := counterValue(t, m.a.metrics.requests.WithLabelValues(dirOutbound, "echo.default", "200", mtlsOn, clientID, "", "")); got != 3 {
+		t.Errorf("outbound requests_total = %v, want 3", got)
+	}
+	if got := counterValue(t, m.b.metrics.requests.WithLabelValues(dirInbound, m.app, "200", mtlsOn, clientID, serverID, "allow")); got != 3 {
+		t.Errorf("inbound requests_total{source=%s,destination=%s,decision=allow} = %v, want 3", clientID, serverID, got)
 	}
 }
 

@@ -98,7 +98,7 @@ func New(cfg Config) (*Proxy, error) {
 	} else {
 		p.gatherer = prometheus.DefaultGatherer
 	}
-	m, err := newMetrics(reg)
+	m, err := newMetrics(reg, cfg.MetricsNaming)
 	if err != nil {
 		return nil, err
 	}

@@ -104,6 +104,8 @@ type view struct {
 
 	// sec is the compiled authorization config.
 	sec *security
+	// self is the SPIFFE ID the snapshot was computed for (this proxy's).
+	self string
 }
 
 type serviceKey struct{ namespace, name string }
@@ -144,6 +146,7 @@ type servicePort struct {
 type endpoint struct {
 	address string
 	id      spiffeid.ID // zero: any of the service's IDs
+	idS     string      // id.String(), for metric labels
 }
 
 // pick returns the next endpoint in round-robin order.
@@ -219,7 +222,9 @@ func compile(s *configsyncv1.Snapshot, td spiffeid.TrustDomain, keys *authn.KeyS
 		portModes: make(map[uint32]mtlsMode),
 	}
 	if s.GetSpiffeId() != "" {
-		parseID("spiffe_id", s.GetSpiffeId())
+		if _, ok := parseID("spiffe_id", s.GetSpiffeId()); ok {
+			v.self = s.GetSpiffeId()
+		}
 	}
 
 	for i, ps := range s.GetServices() {
@@ -286,7 +291,7 @@ func compile(s *configsyncv1.Snapshot, td spiffeid.TrustDomain, keys *authn.KeyS
 					if _, allowed := svc.ids[id]; !allowed {
 						fail("%s.spiffe_id %q: not one of the service's spiffe_ids", ef, raw)
 					}
-					ep.id = id
+					ep.id, ep.idS = id, id.String()
 				}
 			}
 			sp := svc.port(pe.GetPort())

@@ -1,0 +1,128 @@
+package proxy
+
+import (
+	"net/http"
+	"strings"
+	"time"
+)
+
+// reqMeta is what a request's (or TCP connection's) metrics are labelled
+// with.
+type reqMeta struct {
+	dir, service string
+	mesh         bool
+	// source and destination are SPIFFE IDs, "" when unknown (plaintext,
+	// or before the upstream is chosen).
+	source, destination string
+	// decision is the inbound authorization decision: allow, deny, or ""
+	// where none was made (outbound, refusals before authorization).
+	decision string
+	// host is the request's (normalized) host, for Istio's
+	// destination_service on inbound; grpc marks gRPC requests.
+	host string
+	grpc bool
+}
+
+// observeRequest records a request known only by direction and service
+// (refused before routing).
+func (p *Proxy) observeRequest(dir, service string, code int, mesh bool, start time.Time) {
+	p.observe(reqMeta{dir: dir, service: service, mesh: mesh}, code, start)
+}
+
+// observe records one request.
+func (p *Proxy) observe(m reqMeta, code int, start time.Time) {
+	if code == 0 {
+		code = http.StatusBadGateway
+	}
+	d := time.Since(start)
+	if p.metrics.istio {
+		l := istioValues(m, "http")
+		if m.grpc {
+			l[10] = "grpc"
+		}
+		l[11] = statusLabel(code)
+		p.metrics.requests.WithLabelValues(l[:]...).Inc()
+		p.metrics.duration.WithLabelValues(l[:]...).Observe(float64(d) / float64(time.Millisecond))
+		return
+	}
+	mode := mtlsOff
+	if m.mesh {
+		mode = mtlsOn
+	}
+	p.metrics.requests.WithLabelValues(m.dir, m.service, statusLabel(code), mode, m.source, m.destination, m.decision).Inc()
+	p.metrics.duration.WithLabelValues(m.dir, m.service, statusLabel(code), mode, m.source, m.destination, m.decision).Observe(d.Seconds())
+}
+
+// observeTCP records one finished TCP passthrough connection.
+func (p *Proxy) observeTCP(m reqMeta, rx, tx int64) {
+	if p.metrics.istio {
+		full := istioValues(m, "tcp")
+		l := append(full[:11:11], full[12:]...) // without response_code
+		p.metrics.tcpConns.WithLabelValues(l...).Inc()
+		p.metrics.tcpRecv.WithLabelValues(l...).Add(float64(rx))
+		p.metrics.tcpBytes.WithLabelValues(l...).Add(float64(tx))
+		return
+	}
+	p.metrics.tcpConns.WithLabelValues(m.dir, m.service, m.source, m.destination).Inc()
+	p.metrics.tcpBytes.WithLabelValues(m.dir, m.service, "rx", m.source, m.destination).Add(float64(rx))
+	p.metrics.tcpBytes.WithLabelValues(m.dir, m.service, "tx", m.source, m.destination).Add(float64(tx))
+}
+
+// istioValues are Istio's standard label values (istioLabels order) for m;
+// response_code is left for the caller.
+func istioValues(m reqMeta, protocol string) [14]string {
+	reporter := "source"
+	if m.dir == dirInbound {
+		reporter = "destination"
+	}
+	srcWL, srcNS := workloadOf(m.source)
+	dstWL, dstNS := workloadOf(m.destination)
+	svc, svcName, svcNS := m.service, m.service, ""
+	if m.dir == dirInbound {
+		// Inbound knows the app's address, not the service: Istio reports
+		// the host the client asked for.
+		svc, svcName = m.host, m.host
+	}
+	if name, ns, ok := strings.Cut(svcName, "."); ok {
+		svcName, svcNS = name, strings.TrimSuffix(ns, ".svc")
+	}
+	policy := "none"
+	if m.mesh {
+		policy = "mutual_tls"
+	}
+	return [14]string{reporter, orUnknown(srcWL), orUnknown(srcNS), orUnknown(m.source),
+		orUnknown(dstWL), orUnknown(dstNS), orUnknown(m.destination),
+		orUnknown(svc), orUnknown(svcName), orUnknown(svcNS),
+		protocol, "", "-", policy}
+}
+
+// workloadOf maps a SPIFFE ID to Istio's workload and namespace: the
+// service account (the last path segment) and the /ns/NAME/ segment.
+func workloadOf(id string) (workload, namespace string) {
+	if id == "" {
+		return "", ""
+	}
+	path := strings.TrimPrefix(id, "spiffe://")
+	if i := strings.IndexByte(path, '/'); i >= 0 {
+		path = path[i:]
+	} else {
+		return "", ""
+	}
+	if rest, ok := strings.CutPrefix(path, "/ns/"); ok {
+		namespace, _, _ = strings.Cut(rest, "/")
+	}
+	workload = path[strings.LastIndexByte(path, '/')+1:]
+	return workload, namespace
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// isGRPC reports whether r is a gRPC request.
+func isGRPC(r *http.Request) bool {
+	return r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
+}
