@@ -143,7 +143,7 @@ otherwise (its live heap is small, so the default 100 collects far too often).`,
 				return err
 			}
 			sub, err := configsync.NewClient(configsync.ClientConfig{ServerAddr: server, Source: source, ProxyID: proxyID(),
-				Mode: mode, Version: version(), Applier: p, Events: p.Events(), Logger: log})
+				Mode: mode, Version: version(), Applier: p, Events: p.Events(), Taps: p.Taps(), Logger: log})
 			if err != nil {
 				return err
 			}

@@ -58,6 +58,7 @@ func NewRoot(in io.Reader, out, errOut io.Writer) *cobra.Command {
 		newNodeCmd(s),
 		newPolicyCmd(s),
 		newExplainCmd(s),
+		newTapCmd(s),
 		newVersionCmd(s),
 	)
 	return root

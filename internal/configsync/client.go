@@ -30,24 +30,26 @@ type Applier interface {
 	Ready() bool
 }
 
-// EventSource is where the proxy buffers decision events for the audit log:
-// bounded, so a proxy that cannot reach the server keeps the newest it can
+// Buffer is where the proxy keeps what it sends upstream between
+// batches: decision events for the audit log, request summaries for tap.
+// It is bounded, so a proxy that cannot reach the server keeps what it can
 // and counts the rest.
-type EventSource interface {
-	// EventsReady is signalled when events are waiting.
-	EventsReady() <-chan struct{}
-	// DrainEvents takes up to max buffered events and the number dropped
-	// since the last drain.
-	DrainEvents(max int) (events []*configsyncv1.DecisionEvent, dropped uint64)
-	// RequeueEvents gives back a batch that could not be sent.
-	RequeueEvents(events []*configsyncv1.DecisionEvent, dropped uint64)
+type Buffer[T any] interface {
+	// Ready is signalled when items are waiting.
+	Ready() <-chan struct{}
+	// Drain takes up to max items and the number dropped since the last
+	// drain.
+	Drain(max int) (items []T, dropped uint64)
+	// Requeue gives back a batch that could not be sent.
+	Requeue(items []T, dropped uint64)
 }
 
-// Event batching: a batch goes out when it is full or the oldest event has
-// waited eventFlush.
+// Batching: a batch goes out when the first item has waited the flush
+// interval (decision events wait longer, so that bursts share a batch).
 const (
 	eventBatch = 500
 	eventFlush = time.Second
+	tapFlush   = 200 * time.Millisecond
 )
 
 // Source is the proxy's identity and trust bundle (a go-spiffe X509Source).
@@ -66,7 +68,10 @@ type ClientConfig struct {
 	Version    string
 	Applier    Applier
 	// Events, if set, are sent to the server in batches while connected.
-	Events EventSource
+	Events Buffer[*configsyncv1.DecisionEvent]
+	// Taps, if set, are request summaries sent while the server asks for
+	// them (Snapshot.tap).
+	Taps Buffer[*configsyncv1.RequestSummary]
 	Logger *slog.Logger
 }
 
@@ -164,11 +169,22 @@ func (c *Client) session(ctx context.Context, client configsyncv1.ConfigSyncClie
 		defer sendMu.Unlock()
 		return stream.Send(m)
 	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
 	if c.cfg.Events != nil {
-		var wg sync.WaitGroup
-		defer wg.Wait()
-		defer cancel()
-		wg.Go(func() { c.pumpEvents(ctx, send) })
+		wg.Go(func() {
+			pump(ctx, send, c.cfg.Events, eventFlush, func(evs []*configsyncv1.DecisionEvent, dropped uint64) *configsyncv1.ProxyMessage {
+				return &configsyncv1.ProxyMessage{Msg: &configsyncv1.ProxyMessage_Events{Events: &configsyncv1.DecisionEvents{Events: evs, Dropped: dropped}}}
+			})
+		})
+	}
+	if c.cfg.Taps != nil {
+		wg.Go(func() {
+			pump(ctx, send, c.cfg.Taps, tapFlush, func(rs []*configsyncv1.RequestSummary, dropped uint64) *configsyncv1.ProxyMessage {
+				return &configsyncv1.ProxyMessage{Msg: &configsyncv1.ProxyMessage_Taps{Taps: &configsyncv1.TapEvents{Requests: rs, Dropped: dropped}}}
+			})
+		})
 	}
 	for {
 		snap, err := stream.Recv()
@@ -190,18 +206,18 @@ func (c *Client) session(ctx context.Context, client configsyncv1.ConfigSyncClie
 	}
 }
 
-// pumpEvents sends decision events in batches until ctx ends. A batch that
+// pump sends a buffer's items in batches until ctx ends. A batch that
 // cannot be sent goes back to the buffer for the next session.
-func (c *Client) pumpEvents(ctx context.Context, send func(*configsyncv1.ProxyMessage) error) {
-	src := c.cfg.Events
+func pump[T any](ctx context.Context, send func(*configsyncv1.ProxyMessage) error, src Buffer[T], flush time.Duration,
+	msg func([]T, uint64) *configsyncv1.ProxyMessage) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-src.EventsReady():
+		case <-src.Ready():
 		}
-		// Let a burst gather into one batch, unless it is already full.
-		t := time.NewTimer(eventFlush)
+		// Let a burst gather into one batch.
+		t := time.NewTimer(flush)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -209,16 +225,15 @@ func (c *Client) pumpEvents(ctx context.Context, send func(*configsyncv1.ProxyMe
 		case <-t.C:
 		}
 		for {
-			evs, dropped := src.DrainEvents(eventBatch)
-			if len(evs) == 0 && dropped == 0 {
+			items, dropped := src.Drain(eventBatch)
+			if len(items) == 0 && dropped == 0 {
 				break
 			}
-			msg := &configsyncv1.ProxyMessage{Msg: &configsyncv1.ProxyMessage_Events{Events: &configsyncv1.DecisionEvents{Events: evs, Dropped: dropped}}}
-			if err := send(msg); err != nil {
-				src.RequeueEvents(evs, dropped)
+			if err := send(msg(items, dropped)); err != nil {
+				src.Requeue(items, dropped)
 				return
 			}
-			if len(evs) < eventBatch {
+			if len(items) < eventBatch {
 				break
 			}
 		}

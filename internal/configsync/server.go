@@ -47,6 +47,8 @@ type ServerConfig struct {
 	// them), with the count the proxy dropped before it. Batches larger
 	// than MaxEventBatch are refused.
 	OnEvents func(ctx context.Context, p ProxyStatus, events []*configsyncv1.DecisionEvent, dropped uint64)
+	// OnTaps receives request summaries while SetTap(true) is in force.
+	OnTaps func(p ProxyStatus, requests []*configsyncv1.RequestSummary, dropped uint64)
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -77,6 +79,7 @@ type Server struct {
 	world   atomic.Pointer[World]
 	version atomic.Uint64
 	dirty   chan struct{}
+	tap     atomic.Bool // proxies send request summaries (see SetTap)
 
 	settled time.Time // first pushes wait until then (see ServerConfig.Settle)
 
@@ -107,6 +110,13 @@ func NewServer(cfg ServerConfig) *Server {
 		proxies: map[*proxyConn]struct{}{}, gen: make(chan struct{}), settled: cfg.Now().Add(cfg.Settle)}
 	s.world.Store(&World{Mesh: policyDefaults()})
 	return s
+}
+
+// SetTap asks every proxy to send request summaries (true) or to stop.
+func (s *Server) SetTap(on bool) {
+	if s.tap.Swap(on) != on {
+		s.markDirty()
+	}
 }
 
 // SetWorld publishes new store-derived inputs; streams recompute after the
@@ -249,6 +259,7 @@ func (s *Server) Stream(stream configsyncv1.ConfigSync_StreamServer) error {
 		gen := s.gen
 		s.mu.Unlock()
 		snap := Compute(s.world.Load(), s.proxyInfos(), s.info(c))
+		snap.Tap = s.tap.Load()
 		if last == nil || !proto.Equal(last, snap) {
 			last = proto.Clone(snap).(*configsyncv1.Snapshot)
 			snap.Version = s.version.Add(1)
@@ -355,6 +366,17 @@ func (s *Server) receive(ctx context.Context, stream configsyncv1.ConfigSync_Str
 			s.log.Warn("proxy rejected a snapshot", "proxy_id", st.ID, "spiffe_id", st.SPIFFEID, "version", m.Nack.GetVersion(), "reason", reason)
 			if s.cfg.OnNack != nil {
 				s.cfg.OnNack(ctx, st, m.Nack.GetVersion(), reason)
+			}
+		case *configsyncv1.ProxyMessage_Taps:
+			rs := m.Taps.GetRequests()
+			if len(rs) > MaxEventBatch {
+				return status.Errorf(codes.InvalidArgument, "a batch holds at most %d request summaries, got %d", MaxEventBatch, len(rs))
+			}
+			if s.cfg.OnTaps != nil && s.tap.Load() {
+				s.mu.Lock()
+				st := c.status
+				s.mu.Unlock()
+				s.cfg.OnTaps(st, rs, m.Taps.GetDropped())
 			}
 		case *configsyncv1.ProxyMessage_Events:
 			evs := m.Events.GetEvents()

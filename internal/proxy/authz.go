@@ -94,6 +94,9 @@ func compileSecurity(objs []*configsyncv1.PolicyObject, td spiffeid.TrustDomain,
 	return sec, nil
 }
 
+// tapping reports whether the server asked for request summaries.
+func (v *view) tapping() bool { return v != nil && v.tap }
+
 // selfID is this proxy's SPIFFE ID as the snapshot names it ("" before one).
 func (v *view) selfID() string {
 	if v == nil {
@@ -125,7 +128,7 @@ func (in *inbound) authorizeHTTP(w http.ResponseWriter, r *http.Request, pr *pee
 	}
 	refuse := func(code int, reason, msg string) (string, bool) {
 		w.Header().Set(headerDeniedBy, reason)
-		m.host = host
+		m.host, m.reason, m.req = host, reason, r
 		p.replyMeta(w, m, code, msg)
 		return host, false
 	}
@@ -243,6 +246,9 @@ func (in *inbound) authorizeTCP(c net.Conn, pr *peer) bool {
 	req.SourceIP, req.DestinationIP = addrOf(c.RemoteAddr()), addrOf(c.LocalAddr())
 	d := v.sec.evaluate(p.ctx, &req)
 	p.recordDecision(p.ctx, &d, pr, nil, in.appPort)
+	if !d.Allowed && v.tapping() {
+		p.tapTCP(&reqMeta{dir: dirInbound, source: req.Principal, destination: v.selfID(), decision: "deny", reason: d.Reason}, 0)
+	}
 	return d.Allowed
 }
 
@@ -342,8 +348,11 @@ func (e *decisionEvent) proto() *configsyncv1.DecisionEvent {
 }
 
 // Events is the proxy's buffer of decision events, for the config
-// stream's client to send to the server (configsync.EventSource).
-func (p *Proxy) Events() configsync.EventSource { return p.events }
+// stream's client to send to the server.
+func (p *Proxy) Events() configsync.Buffer[*configsyncv1.DecisionEvent] { return p.events }
+
+// Taps is the proxy's buffer of request summaries for trustmesh tap.
+func (p *Proxy) Taps() configsync.Buffer[*configsyncv1.RequestSummary] { return p.taps }
 
 // keySetsConfig is how the proxy fetches JWKS: authn's default client
 // (timeout, no https-to-http redirects) and the proxy's logger.

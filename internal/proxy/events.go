@@ -2,33 +2,38 @@ package proxy
 
 import (
 	"sync"
-
-	configsyncv1 "github.com/trustmesh/trustmesh/api/configsync/v1"
 )
 
 // maxBufferedEvents bounds the decision events a proxy keeps while it
 // cannot reach the server: about 10 s of a sustained 1,000 denials/s.
-const maxBufferedEvents = 10000
+// maxBufferedTaps bounds request summaries for tap, which are live data:
+// a slow tap loses summaries rather than memory.
+const (
+	maxBufferedEvents = 10000
+	maxBufferedTaps   = 2000
+)
 
-// eventBuffer holds decision events for the audit log until the config
-// stream sends them. It never blocks the request path: when full, the
-// newest event is dropped and counted (metric and a count sent with the
+// buffer holds items (decision events for the audit log, request
+// summaries for tap) until the config stream sends them; it implements
+// configsync.Buffer. It never blocks the request path: when full, the
+// newest item is dropped and counted (onDrop, and a count sent with the
 // next batch). Safe for concurrent use.
-type eventBuffer struct {
+type buffer[T any] struct {
 	mu      sync.Mutex
-	events  []*configsyncv1.DecisionEvent
+	events  []T
+	limit   int
 	dropped uint64
 	ready   chan struct{}
 	onDrop  func()
 }
 
-func newEventBuffer(onDrop func()) *eventBuffer {
-	return &eventBuffer{ready: make(chan struct{}, 1), onDrop: onDrop}
+func newBuffer[T any](limit int, onDrop func()) *buffer[T] {
+	return &buffer[T]{limit: limit, ready: make(chan struct{}, 1), onDrop: onDrop}
 }
 
-func (b *eventBuffer) add(e *configsyncv1.DecisionEvent) {
+func (b *buffer[T]) add(e T) {
 	b.mu.Lock()
-	full := len(b.events) >= maxBufferedEvents
+	full := len(b.events) >= b.limit
 	if full {
 		b.dropped++
 	} else {
@@ -45,11 +50,11 @@ func (b *eventBuffer) add(e *configsyncv1.DecisionEvent) {
 	}
 }
 
-// EventsReady implements configsync.EventSource.
-func (b *eventBuffer) EventsReady() <-chan struct{} { return b.ready }
+// Ready implements configsync.Buffer.
+func (b *buffer[T]) Ready() <-chan struct{} { return b.ready }
 
-// DrainEvents implements configsync.EventSource.
-func (b *eventBuffer) DrainEvents(max int) ([]*configsyncv1.DecisionEvent, uint64) {
+// Drain implements configsync.Buffer.
+func (b *buffer[T]) Drain(max int) ([]T, uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	n := min(max, len(b.events))
@@ -63,14 +68,14 @@ func (b *eventBuffer) DrainEvents(max int) ([]*configsyncv1.DecisionEvent, uint6
 	return out, dropped
 }
 
-// RequeueEvents implements configsync.EventSource: the batch goes back in
-// front, as far as the bound allows (the rest counts as dropped).
-func (b *eventBuffer) RequeueEvents(evs []*configsyncv1.DecisionEvent, dropped uint64) {
+// Requeue implements configsync.Buffer: the batch goes back in front, as
+// far as the bound allows (the rest counts as dropped).
+func (b *buffer[T]) Requeue(evs []T, dropped uint64) {
 	b.mu.Lock()
-	room := max(0, maxBufferedEvents-len(b.events))
+	room := max(0, b.limit-len(b.events))
 	keep := min(room, len(evs))
 	lost := len(evs) - keep
-	b.events = append(append(make([]*configsyncv1.DecisionEvent, 0, keep+len(b.events)), evs[:keep]...), b.events...)
+	b.events = append(append(make([]T, 0, keep+len(b.events)), evs[:keep]...), b.events...)
 	b.dropped += dropped + uint64(lost) //nolint:gosec // G115: lost is a non-negative slice length difference
 	b.mu.Unlock()
 	for range lost {

@@ -259,7 +259,7 @@ func (p *Proxy) forward(rp *httputil.ReverseProxy, w http.ResponseWriter, r *htt
 		}
 		m := rt.meta
 		m.dir, m.service, m.mesh = rt.direction, rt.service, rt.mesh
-		m.grpc = isGRPC(r)
+		m.grpc, m.req = isGRPC(r), r
 		p.observe(m, code, start)
 	}()
 	rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, rt)))

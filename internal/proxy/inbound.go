@@ -194,12 +194,16 @@ func (in *inbound) passthrough(c net.Conn, t *trackedConn) {
 	if !t.attach(app) {
 		return // revoked or shutting down meanwhile
 	}
+	start := time.Now()
 	rx, tx := splice(c, app, tcpIdleTimeout)
 	m := reqMeta{dir: dirInbound, service: in.spec.App, mesh: t.peer != nil, destination: p.view.Load().selfID(), decision: "allow"}
 	if t.peer != nil {
 		m.source = t.peer.idS
 	}
 	p.observeTCP(m, rx, tx)
+	if p.view.Load().tapping() {
+		p.tapTCP(&m, time.Since(start))
+	}
 }
 
 // ServeHTTP forwards a request to the app with the peer's identity.

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	configsyncv1 "github.com/trustmesh/trustmesh/api/configsync/v1"
 )
 
 // reqMeta is what a request's (or TCP connection's) metrics are labelled
@@ -21,6 +23,9 @@ type reqMeta struct {
 	// destination_service on inbound; grpc marks gRPC requests.
 	host string
 	grpc bool
+	// req and reason feed tap summaries (inbound only).
+	req    *http.Request
+	reason string
 }
 
 // observeRequest records a request known only by direction and service
@@ -35,6 +40,9 @@ func (p *Proxy) observe(m reqMeta, code int, start time.Time) {
 		code = http.StatusBadGateway
 	}
 	d := time.Since(start)
+	if m.dir == dirInbound && p.view.Load().tapping() {
+		p.tap(&m, code, d)
+	}
 	if p.metrics.istio {
 		l := istioValues(m, "http")
 		if m.grpc {
@@ -125,4 +133,23 @@ func orUnknown(s string) string {
 // isGRPC reports whether r is a gRPC request.
 func isGRPC(r *http.Request) bool {
 	return r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
+}
+
+// tap adds a request summary to the tap buffer.
+func (p *Proxy) tap(m *reqMeta, code int, d time.Duration) {
+	rs := &configsyncv1.RequestSummary{TimeUnixNano: time.Now().UnixNano(), Direction: m.dir, Source: m.source, Destination: m.destination,
+		Host: m.host, Protocol: "http", Status: uint32(code), DurationNanos: d.Nanoseconds(), Decision: m.decision, Reason: m.reason} //nolint:gosec // G115: an HTTP status
+	if m.grpc {
+		rs.Protocol = "grpc"
+	}
+	if m.req != nil {
+		rs.Method, rs.Path = m.req.Method, m.req.URL.EscapedPath()
+	}
+	p.taps.add(rs)
+}
+
+// tapTCP adds a TCP connection's summary to the tap buffer.
+func (p *Proxy) tapTCP(m *reqMeta, d time.Duration) {
+	p.taps.add(&configsyncv1.RequestSummary{TimeUnixNano: time.Now().UnixNano(), Direction: m.dir, Source: m.source, Destination: m.destination,
+		Protocol: "tcp", DurationNanos: d.Nanoseconds(), Decision: m.decision, Reason: m.reason})
 }

@@ -60,8 +60,10 @@ type Proxy struct {
 	// keys fetches the JWKS that RequestAuthentications name; it outlives
 	// snapshots so a config change does not refetch.
 	keys *authn.KeySets
-	// events buffers decision events for the server's audit log.
-	events *eventBuffer
+	// events buffers decision events for the server's audit log, taps
+	// request summaries for trustmesh tap (only while one runs).
+	events *buffer[*configsyncv1.DecisionEvent]
+	taps   *buffer[*configsyncv1.RequestSummary]
 
 	wg       sync.WaitGroup  // connection handlers
 	ctx      context.Context // cancelled by Close: aborts handshakes and dials
@@ -107,7 +109,8 @@ func New(cfg Config) (*Proxy, error) {
 	p.clientTLS = p.newClientTLS()
 	p.upstreams.p = p
 	p.keys = authn.NewKeySets(keySetsConfig(p.log))
-	p.events = newEventBuffer(func() { p.metrics.eventsDropped.Inc() })
+	p.events = newBuffer[*configsyncv1.DecisionEvent](maxBufferedEvents, func() { p.metrics.eventsDropped.Inc() })
+	p.taps = newBuffer[*configsyncv1.RequestSummary](maxBufferedTaps, func() {})
 
 	if err := p.bind(); err != nil {
 		return nil, errors.Join(err, p.Close())

@@ -106,6 +106,8 @@ type view struct {
 	sec *security
 	// self is the SPIFFE ID the snapshot was computed for (this proxy's).
 	self string
+	// tap: an operator is watching; send request summaries.
+	tap bool
 }
 
 type serviceKey struct{ namespace, name string }
@@ -214,6 +216,7 @@ func compile(s *configsyncv1.Snapshot, td spiffeid.TrustDomain, keys *authn.KeyS
 	}
 
 	v := &view{
+		tap:       s.GetTap(),
 		version:   s.GetVersion(),
 		snapshot:  proto.Clone(s).(*configsyncv1.Snapshot),
 		appliedAt: now,

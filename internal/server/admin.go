@@ -118,6 +118,7 @@ func (s *Server) adminHandler() http.Handler {
 		{http.MethodGet, adminapi.PathProxies, everyone, s.handleProxies},
 		{http.MethodPost, adminapi.PathRollback, writers, s.handleRollback},
 		{http.MethodPost, adminapi.PathExplain, everyone, s.handleExplain},
+		{http.MethodGet, adminapi.PathTap, auditReader, s.handleTap},
 	}
 	mux := http.NewServeMux()
 	for _, rt := range routes {

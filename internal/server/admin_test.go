@@ -105,6 +105,10 @@ func TestRoleMatrix(t *testing.T) {
 		{http.MethodGet, adminapi.PathNodes, nil, all},
 		{http.MethodGet, adminapi.PathProxies, nil, all},
 		{http.MethodGet, adminapi.PathAudit, nil, []string{"admin", "auditor"}},
+		{http.MethodPost, adminapi.PathRollback, nil, []string{"admin", "policy-author"}},
+		{http.MethodPost, adminapi.PathExplain, nil, all},
+		// PathTap streams until the client goes away; its refusal of other
+		// roles is tested end to end (test/e2e TestAuthorizationLifecycle).
 	}
 	for _, c := range calls {
 		for _, role := range adminapi.Roles {

@@ -75,6 +75,7 @@ type Server struct {
 	ids    *identities
 	reg    *registry
 	push   *configsync.Server
+	taps   *tapHub
 	// servingProxies is servingProxiesFile's content (maintenance loop only).
 	servingProxies string
 
@@ -156,12 +157,14 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	// A restart waits for the proxies that were serving to reconnect before
 	// computing endpoints (see configsync.ServerConfig.Expect).
 	expect := readServingProxies(filepath.Join(cfg.DataDir, servingProxiesFile))
+	s.taps = newTapHub(func(on bool) { s.push.SetTap(on) })
 	s.push = configsync.NewServer(configsync.ServerConfig{
 		TrustDomain: td,
 		Expect:      expect,
 		CheckPeer:   s.checkRevoked,
 		OnNack:      s.auditNack,
 		OnEvents:    s.auditEvents,
+		OnTaps:      s.taps.publish,
 		Logger:      cfg.Logger,
 		Now:         cfg.Now,
 	})

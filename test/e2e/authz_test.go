@@ -219,6 +219,34 @@ spec:
 		}
 	})
 
+	t.Run("tap sees a denied request", func(t *testing.T) {
+		tap := start(t, "tap", "tap", "--to", "orders", "--denied", "-o", "json", "--data-dir", s.dir)
+		defer func() { _ = tap.stop() }()
+		// Proxies start sending once the tap is registered and the next
+		// snapshot reaches them: keep asking until one arrives.
+		waitFor(t, "a denied request in the tap", 15*time.Second, func() bool {
+			do("GET", "/admin/tapped")
+			do("GET", "/orders/allowed-not-shown")
+			return strings.Contains(tap.out.String(), `"path":"/admin/tapped"`)
+		})
+		out := tap.out.String()
+		for _, want := range []string{`"decision":"deny"`, `"reason":"deny-policy"`, `"source":"spiffe://authz.example/ns/default/sa/frontend"`, `"destination":"spiffe://authz.example/ns/default/sa/orders"`, `"status":403`} {
+			if !strings.Contains(out, want) {
+				t.Errorf("tap output lacks %s:\n%s", want, out)
+			}
+		}
+		if strings.Contains(out, "allowed-not-shown") {
+			t.Errorf("--denied showed an allowed request:\n%s", out)
+		}
+		// A policy author may not tap.
+		pat := filepath.Join(t.TempDir(), "pat")
+		mustCLI(t, "admin", "issue", "--role", "policy-author", "--name", "pat", "--out", pat, "--data-dir", s.dir)
+		_, errOut, err := cli(t, "", "tap", "--credentials", pat, "--server", s.adminAddr)
+		if err == nil || !strings.Contains(errOut, "403") {
+			t.Errorf("tap as policy-author: err=%v %s", err, errOut)
+		}
+	})
+
 	// Change, then roll back: the old behaviour returns.
 	enforcedWithin("policy v2", ordersPolicyV2(s.td), func() bool {
 		code, _, _ := do("DELETE", "/orders/1")

@@ -37,6 +37,7 @@ type ProxyMessage struct {
 	//	*ProxyMessage_Ack
 	//	*ProxyMessage_Nack
 	//	*ProxyMessage_Events
+	//	*ProxyMessage_Taps
 	Msg           isProxyMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -115,6 +116,15 @@ func (x *ProxyMessage) GetEvents() *DecisionEvents {
 	return nil
 }
 
+func (x *ProxyMessage) GetTaps() *TapEvents {
+	if x != nil {
+		if x, ok := x.Msg.(*ProxyMessage_Taps); ok {
+			return x.Taps
+		}
+	}
+	return nil
+}
+
 type isProxyMessage_Msg interface {
 	isProxyMessage_Msg()
 }
@@ -135,6 +145,10 @@ type ProxyMessage_Events struct {
 	Events *DecisionEvents `protobuf:"bytes,4,opt,name=events,proto3,oneof"`
 }
 
+type ProxyMessage_Taps struct {
+	Taps *TapEvents `protobuf:"bytes,5,opt,name=taps,proto3,oneof"`
+}
+
 func (*ProxyMessage_Hello) isProxyMessage_Msg() {}
 
 func (*ProxyMessage_Ack) isProxyMessage_Msg() {}
@@ -142,6 +156,208 @@ func (*ProxyMessage_Ack) isProxyMessage_Msg() {}
 func (*ProxyMessage_Nack) isProxyMessage_Msg() {}
 
 func (*ProxyMessage_Events) isProxyMessage_Msg() {}
+
+func (*ProxyMessage_Taps) isProxyMessage_Msg() {}
+
+// TapEvents is a batch of request summaries, sent only while the server
+// asks for them (Snapshot.tap) because an operator runs trustmesh tap.
+type TapEvents struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Requests []*RequestSummary      `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	// dropped counts summaries the proxy could not keep since its last batch.
+	Dropped       uint64 `protobuf:"varint,2,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TapEvents) Reset() {
+	*x = TapEvents{}
+	mi := &file_configsync_v1_configsync_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TapEvents) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TapEvents) ProtoMessage() {}
+
+func (x *TapEvents) ProtoReflect() protoreflect.Message {
+	mi := &file_configsync_v1_configsync_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TapEvents.ProtoReflect.Descriptor instead.
+func (*TapEvents) Descriptor() ([]byte, []int) {
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TapEvents) GetRequests() []*RequestSummary {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+func (x *TapEvents) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
+// RequestSummary is one request (or TCP connection) an inbound proxy
+// handled: who called whom, what, and what the proxy decided.
+type RequestSummary struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	TimeUnixNano int64                  `protobuf:"varint,1,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	Direction    string                 `protobuf:"bytes,2,opt,name=direction,proto3" json:"direction,omitempty"`
+	// source and destination are SPIFFE IDs ("" for a plaintext caller).
+	Source      string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	Destination string `protobuf:"bytes,4,opt,name=destination,proto3" json:"destination,omitempty"`
+	// host is the request's normalized host (the service the caller named).
+	Host          string `protobuf:"bytes,5,opt,name=host,proto3" json:"host,omitempty"`
+	Protocol      string `protobuf:"bytes,6,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	Method        string `protobuf:"bytes,7,opt,name=method,proto3" json:"method,omitempty"`
+	Path          string `protobuf:"bytes,8,opt,name=path,proto3" json:"path,omitempty"`
+	Status        uint32 `protobuf:"varint,9,opt,name=status,proto3" json:"status,omitempty"`
+	DurationNanos int64  `protobuf:"varint,10,opt,name=duration_nanos,json=durationNanos,proto3" json:"duration_nanos,omitempty"`
+	// decision is allow or deny; reason and policy say why.
+	Decision      string `protobuf:"bytes,11,opt,name=decision,proto3" json:"decision,omitempty"`
+	Reason        string `protobuf:"bytes,12,opt,name=reason,proto3" json:"reason,omitempty"`
+	Policy        string `protobuf:"bytes,13,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestSummary) Reset() {
+	*x = RequestSummary{}
+	mi := &file_configsync_v1_configsync_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestSummary) ProtoMessage() {}
+
+func (x *RequestSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_configsync_v1_configsync_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestSummary.ProtoReflect.Descriptor instead.
+func (*RequestSummary) Descriptor() ([]byte, []int) {
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RequestSummary) GetTimeUnixNano() int64 {
+	if x != nil {
+		return x.TimeUnixNano
+	}
+	return 0
+}
+
+func (x *RequestSummary) GetDirection() string {
+	if x != nil {
+		return x.Direction
+	}
+	return ""
+}
+
+func (x *RequestSummary) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *RequestSummary) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *RequestSummary) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *RequestSummary) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *RequestSummary) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *RequestSummary) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *RequestSummary) GetStatus() uint32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *RequestSummary) GetDurationNanos() int64 {
+	if x != nil {
+		return x.DurationNanos
+	}
+	return 0
+}
+
+func (x *RequestSummary) GetDecision() string {
+	if x != nil {
+		return x.Decision
+	}
+	return ""
+}
+
+func (x *RequestSummary) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RequestSummary) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
 
 // DecisionEvents is a batch of authorization decisions worth recording
 // (denials, AUDIT matches, dry-run would-be decisions), for the audit log.
@@ -157,7 +373,7 @@ type DecisionEvents struct {
 
 func (x *DecisionEvents) Reset() {
 	*x = DecisionEvents{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[1]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -169,7 +385,7 @@ func (x *DecisionEvents) String() string {
 func (*DecisionEvents) ProtoMessage() {}
 
 func (x *DecisionEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[1]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -182,7 +398,7 @@ func (x *DecisionEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecisionEvents.ProtoReflect.Descriptor instead.
 func (*DecisionEvents) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{1}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *DecisionEvents) GetEvents() []*DecisionEvent {
@@ -228,7 +444,7 @@ type DecisionEvent struct {
 
 func (x *DecisionEvent) Reset() {
 	*x = DecisionEvent{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[2]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -240,7 +456,7 @@ func (x *DecisionEvent) String() string {
 func (*DecisionEvent) ProtoMessage() {}
 
 func (x *DecisionEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[2]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -253,7 +469,7 @@ func (x *DecisionEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecisionEvent.ProtoReflect.Descriptor instead.
 func (*DecisionEvent) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{2}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DecisionEvent) GetTimeUnixNano() int64 {
@@ -374,7 +590,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[3]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -386,7 +602,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[3]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -399,7 +615,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{3}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Hello) GetProxyId() string {
@@ -450,7 +666,7 @@ type InboundListener struct {
 
 func (x *InboundListener) Reset() {
 	*x = InboundListener{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[4]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -462,7 +678,7 @@ func (x *InboundListener) String() string {
 func (*InboundListener) ProtoMessage() {}
 
 func (x *InboundListener) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[4]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -475,7 +691,7 @@ func (x *InboundListener) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundListener.ProtoReflect.Descriptor instead.
 func (*InboundListener) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{4}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *InboundListener) GetAddress() string {
@@ -501,7 +717,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[5]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -513,7 +729,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[5]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -526,7 +742,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{5}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Ack) GetVersion() uint64 {
@@ -546,7 +762,7 @@ type Nack struct {
 
 func (x *Nack) Reset() {
 	*x = Nack{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[6]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -558,7 +774,7 @@ func (x *Nack) String() string {
 func (*Nack) ProtoMessage() {}
 
 func (x *Nack) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[6]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -571,7 +787,7 @@ func (x *Nack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Nack.ProtoReflect.Descriptor instead.
 func (*Nack) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{6}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Nack) GetVersion() uint64 {
@@ -602,14 +818,17 @@ type Snapshot struct {
 	Revocations []*Revocation `protobuf:"bytes,5,rep,name=revocations,proto3" json:"revocations,omitempty"`
 	// policies are the AuthorizationPolicies and RequestAuthentications
 	// that apply to this proxy's workload, in the store's canonical JSON.
-	Policies      []*PolicyObject `protobuf:"bytes,6,rep,name=policies,proto3" json:"policies,omitempty"`
+	Policies []*PolicyObject `protobuf:"bytes,6,rep,name=policies,proto3" json:"policies,omitempty"`
+	// tap asks the proxy to send RequestSummary batches (an operator is
+	// watching with trustmesh tap).
+	Tap           bool `protobuf:"varint,7,opt,name=tap,proto3" json:"tap,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[7]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -621,7 +840,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[7]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -634,7 +853,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{7}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Snapshot) GetVersion() uint64 {
@@ -679,6 +898,13 @@ func (x *Snapshot) GetPolicies() []*PolicyObject {
 	return nil
 }
 
+func (x *Snapshot) GetTap() bool {
+	if x != nil {
+		return x.Tap
+	}
+	return false
+}
+
 // PolicyObject is one stored object, decoded by the proxy with the same
 // strict decoder the server uses.
 type PolicyObject struct {
@@ -693,7 +919,7 @@ type PolicyObject struct {
 
 func (x *PolicyObject) Reset() {
 	*x = PolicyObject{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[8]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -705,7 +931,7 @@ func (x *PolicyObject) String() string {
 func (*PolicyObject) ProtoMessage() {}
 
 func (x *PolicyObject) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[8]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -718,7 +944,7 @@ func (x *PolicyObject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyObject.ProtoReflect.Descriptor instead.
 func (*PolicyObject) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{8}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PolicyObject) GetKind() string {
@@ -753,7 +979,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[9]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -765,7 +991,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[9]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -778,7 +1004,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{9}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Service) GetName() string {
@@ -838,7 +1064,7 @@ type ServicePort struct {
 
 func (x *ServicePort) Reset() {
 	*x = ServicePort{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[10]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -850,7 +1076,7 @@ func (x *ServicePort) String() string {
 func (*ServicePort) ProtoMessage() {}
 
 func (x *ServicePort) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[10]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -863,7 +1089,7 @@ func (x *ServicePort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServicePort.ProtoReflect.Descriptor instead.
 func (*ServicePort) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{10}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ServicePort) GetName() string {
@@ -909,7 +1135,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[11]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +1147,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[11]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +1160,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{11}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -970,7 +1196,7 @@ type InboundSettings struct {
 
 func (x *InboundSettings) Reset() {
 	*x = InboundSettings{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[12]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1208,7 @@ func (x *InboundSettings) String() string {
 func (*InboundSettings) ProtoMessage() {}
 
 func (x *InboundSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[12]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1221,7 @@ func (x *InboundSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundSettings.ProtoReflect.Descriptor instead.
 func (*InboundSettings) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{12}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *InboundSettings) GetDefaultMode() string {
@@ -1025,7 +1251,7 @@ type Revocation struct {
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_configsync_v1_configsync_proto_msgTypes[13]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1263,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_configsync_v1_configsync_proto_msgTypes[13]
+	mi := &file_configsync_v1_configsync_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1276,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{13}
+	return file_configsync_v1_configsync_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Revocation) GetSerial() string {
@@ -1078,13 +1304,32 @@ var File_configsync_v1_configsync_proto protoreflect.FileDescriptor
 
 const file_configsync_v1_configsync_proto_rawDesc = "" +
 	"\n" +
-	"\x1econfigsync/v1/configsync.proto\x12\x17trustmesh.configsync.v1\"\xf7\x01\n" +
+	"\x1econfigsync/v1/configsync.proto\x12\x17trustmesh.configsync.v1\"\xb1\x02\n" +
 	"\fProxyMessage\x126\n" +
 	"\x05hello\x18\x01 \x01(\v2\x1e.trustmesh.configsync.v1.HelloH\x00R\x05hello\x120\n" +
 	"\x03ack\x18\x02 \x01(\v2\x1c.trustmesh.configsync.v1.AckH\x00R\x03ack\x123\n" +
 	"\x04nack\x18\x03 \x01(\v2\x1d.trustmesh.configsync.v1.NackH\x00R\x04nack\x12A\n" +
-	"\x06events\x18\x04 \x01(\v2'.trustmesh.configsync.v1.DecisionEventsH\x00R\x06eventsB\x05\n" +
+	"\x06events\x18\x04 \x01(\v2'.trustmesh.configsync.v1.DecisionEventsH\x00R\x06events\x128\n" +
+	"\x04taps\x18\x05 \x01(\v2\".trustmesh.configsync.v1.TapEventsH\x00R\x04tapsB\x05\n" +
 	"\x03msg\"j\n" +
+	"\tTapEvents\x12C\n" +
+	"\brequests\x18\x01 \x03(\v2'.trustmesh.configsync.v1.RequestSummaryR\brequests\x12\x18\n" +
+	"\adropped\x18\x02 \x01(\x04R\adropped\"\xf5\x02\n" +
+	"\x0eRequestSummary\x12$\n" +
+	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x1c\n" +
+	"\tdirection\x18\x02 \x01(\tR\tdirection\x12\x16\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\x12 \n" +
+	"\vdestination\x18\x04 \x01(\tR\vdestination\x12\x12\n" +
+	"\x04host\x18\x05 \x01(\tR\x04host\x12\x1a\n" +
+	"\bprotocol\x18\x06 \x01(\tR\bprotocol\x12\x16\n" +
+	"\x06method\x18\a \x01(\tR\x06method\x12\x12\n" +
+	"\x04path\x18\b \x01(\tR\x04path\x12\x16\n" +
+	"\x06status\x18\t \x01(\rR\x06status\x12%\n" +
+	"\x0eduration_nanos\x18\n" +
+	" \x01(\x03R\rdurationNanos\x12\x1a\n" +
+	"\bdecision\x18\v \x01(\tR\bdecision\x12\x16\n" +
+	"\x06reason\x18\f \x01(\tR\x06reason\x12\x16\n" +
+	"\x06policy\x18\r \x01(\tR\x06policy\"j\n" +
 	"\x0eDecisionEvents\x12>\n" +
 	"\x06events\x18\x01 \x03(\v2&.trustmesh.configsync.v1.DecisionEventR\x06events\x12\x18\n" +
 	"\adropped\x18\x02 \x01(\x04R\adropped\"\x81\x03\n" +
@@ -1118,14 +1363,15 @@ const file_configsync_v1_configsync_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\"8\n" +
 	"\x04Nack\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xcd\x02\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xdf\x02\n" +
 	"\bSnapshot\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1b\n" +
 	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\x12<\n" +
 	"\bservices\x18\x03 \x03(\v2 .trustmesh.configsync.v1.ServiceR\bservices\x12B\n" +
 	"\ainbound\x18\x04 \x01(\v2(.trustmesh.configsync.v1.InboundSettingsR\ainbound\x12E\n" +
 	"\vrevocations\x18\x05 \x03(\v2#.trustmesh.configsync.v1.RevocationR\vrevocations\x12A\n" +
-	"\bpolicies\x18\x06 \x03(\v2%.trustmesh.configsync.v1.PolicyObjectR\bpolicies\"6\n" +
+	"\bpolicies\x18\x06 \x03(\v2%.trustmesh.configsync.v1.PolicyObjectR\bpolicies\x12\x10\n" +
+	"\x03tap\x18\a \x01(\bR\x03tap\"6\n" +
 	"\fPolicyObject\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
 	"\x04json\x18\x02 \x01(\fR\x04json\"\xed\x01\n" +
@@ -1175,45 +1421,49 @@ func file_configsync_v1_configsync_proto_rawDescGZIP() []byte {
 	return file_configsync_v1_configsync_proto_rawDescData
 }
 
-var file_configsync_v1_configsync_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_configsync_v1_configsync_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_configsync_v1_configsync_proto_goTypes = []any{
 	(*ProxyMessage)(nil),    // 0: trustmesh.configsync.v1.ProxyMessage
-	(*DecisionEvents)(nil),  // 1: trustmesh.configsync.v1.DecisionEvents
-	(*DecisionEvent)(nil),   // 2: trustmesh.configsync.v1.DecisionEvent
-	(*Hello)(nil),           // 3: trustmesh.configsync.v1.Hello
-	(*InboundListener)(nil), // 4: trustmesh.configsync.v1.InboundListener
-	(*Ack)(nil),             // 5: trustmesh.configsync.v1.Ack
-	(*Nack)(nil),            // 6: trustmesh.configsync.v1.Nack
-	(*Snapshot)(nil),        // 7: trustmesh.configsync.v1.Snapshot
-	(*PolicyObject)(nil),    // 8: trustmesh.configsync.v1.PolicyObject
-	(*Service)(nil),         // 9: trustmesh.configsync.v1.Service
-	(*ServicePort)(nil),     // 10: trustmesh.configsync.v1.ServicePort
-	(*Endpoint)(nil),        // 11: trustmesh.configsync.v1.Endpoint
-	(*InboundSettings)(nil), // 12: trustmesh.configsync.v1.InboundSettings
-	(*Revocation)(nil),      // 13: trustmesh.configsync.v1.Revocation
-	nil,                     // 14: trustmesh.configsync.v1.InboundSettings.PortModesEntry
+	(*TapEvents)(nil),       // 1: trustmesh.configsync.v1.TapEvents
+	(*RequestSummary)(nil),  // 2: trustmesh.configsync.v1.RequestSummary
+	(*DecisionEvents)(nil),  // 3: trustmesh.configsync.v1.DecisionEvents
+	(*DecisionEvent)(nil),   // 4: trustmesh.configsync.v1.DecisionEvent
+	(*Hello)(nil),           // 5: trustmesh.configsync.v1.Hello
+	(*InboundListener)(nil), // 6: trustmesh.configsync.v1.InboundListener
+	(*Ack)(nil),             // 7: trustmesh.configsync.v1.Ack
+	(*Nack)(nil),            // 8: trustmesh.configsync.v1.Nack
+	(*Snapshot)(nil),        // 9: trustmesh.configsync.v1.Snapshot
+	(*PolicyObject)(nil),    // 10: trustmesh.configsync.v1.PolicyObject
+	(*Service)(nil),         // 11: trustmesh.configsync.v1.Service
+	(*ServicePort)(nil),     // 12: trustmesh.configsync.v1.ServicePort
+	(*Endpoint)(nil),        // 13: trustmesh.configsync.v1.Endpoint
+	(*InboundSettings)(nil), // 14: trustmesh.configsync.v1.InboundSettings
+	(*Revocation)(nil),      // 15: trustmesh.configsync.v1.Revocation
+	nil,                     // 16: trustmesh.configsync.v1.InboundSettings.PortModesEntry
 }
 var file_configsync_v1_configsync_proto_depIdxs = []int32{
-	3,  // 0: trustmesh.configsync.v1.ProxyMessage.hello:type_name -> trustmesh.configsync.v1.Hello
-	5,  // 1: trustmesh.configsync.v1.ProxyMessage.ack:type_name -> trustmesh.configsync.v1.Ack
-	6,  // 2: trustmesh.configsync.v1.ProxyMessage.nack:type_name -> trustmesh.configsync.v1.Nack
-	1,  // 3: trustmesh.configsync.v1.ProxyMessage.events:type_name -> trustmesh.configsync.v1.DecisionEvents
-	2,  // 4: trustmesh.configsync.v1.DecisionEvents.events:type_name -> trustmesh.configsync.v1.DecisionEvent
-	4,  // 5: trustmesh.configsync.v1.Hello.inbound:type_name -> trustmesh.configsync.v1.InboundListener
-	9,  // 6: trustmesh.configsync.v1.Snapshot.services:type_name -> trustmesh.configsync.v1.Service
-	12, // 7: trustmesh.configsync.v1.Snapshot.inbound:type_name -> trustmesh.configsync.v1.InboundSettings
-	13, // 8: trustmesh.configsync.v1.Snapshot.revocations:type_name -> trustmesh.configsync.v1.Revocation
-	8,  // 9: trustmesh.configsync.v1.Snapshot.policies:type_name -> trustmesh.configsync.v1.PolicyObject
-	10, // 10: trustmesh.configsync.v1.Service.ports:type_name -> trustmesh.configsync.v1.ServicePort
-	11, // 11: trustmesh.configsync.v1.Service.endpoints:type_name -> trustmesh.configsync.v1.Endpoint
-	14, // 12: trustmesh.configsync.v1.InboundSettings.port_modes:type_name -> trustmesh.configsync.v1.InboundSettings.PortModesEntry
-	0,  // 13: trustmesh.configsync.v1.ConfigSync.Stream:input_type -> trustmesh.configsync.v1.ProxyMessage
-	7,  // 14: trustmesh.configsync.v1.ConfigSync.Stream:output_type -> trustmesh.configsync.v1.Snapshot
-	14, // [14:15] is the sub-list for method output_type
-	13, // [13:14] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	5,  // 0: trustmesh.configsync.v1.ProxyMessage.hello:type_name -> trustmesh.configsync.v1.Hello
+	7,  // 1: trustmesh.configsync.v1.ProxyMessage.ack:type_name -> trustmesh.configsync.v1.Ack
+	8,  // 2: trustmesh.configsync.v1.ProxyMessage.nack:type_name -> trustmesh.configsync.v1.Nack
+	3,  // 3: trustmesh.configsync.v1.ProxyMessage.events:type_name -> trustmesh.configsync.v1.DecisionEvents
+	1,  // 4: trustmesh.configsync.v1.ProxyMessage.taps:type_name -> trustmesh.configsync.v1.TapEvents
+	2,  // 5: trustmesh.configsync.v1.TapEvents.requests:type_name -> trustmesh.configsync.v1.RequestSummary
+	4,  // 6: trustmesh.configsync.v1.DecisionEvents.events:type_name -> trustmesh.configsync.v1.DecisionEvent
+	6,  // 7: trustmesh.configsync.v1.Hello.inbound:type_name -> trustmesh.configsync.v1.InboundListener
+	11, // 8: trustmesh.configsync.v1.Snapshot.services:type_name -> trustmesh.configsync.v1.Service
+	14, // 9: trustmesh.configsync.v1.Snapshot.inbound:type_name -> trustmesh.configsync.v1.InboundSettings
+	15, // 10: trustmesh.configsync.v1.Snapshot.revocations:type_name -> trustmesh.configsync.v1.Revocation
+	10, // 11: trustmesh.configsync.v1.Snapshot.policies:type_name -> trustmesh.configsync.v1.PolicyObject
+	12, // 12: trustmesh.configsync.v1.Service.ports:type_name -> trustmesh.configsync.v1.ServicePort
+	13, // 13: trustmesh.configsync.v1.Service.endpoints:type_name -> trustmesh.configsync.v1.Endpoint
+	16, // 14: trustmesh.configsync.v1.InboundSettings.port_modes:type_name -> trustmesh.configsync.v1.InboundSettings.PortModesEntry
+	0,  // 15: trustmesh.configsync.v1.ConfigSync.Stream:input_type -> trustmesh.configsync.v1.ProxyMessage
+	9,  // 16: trustmesh.configsync.v1.ConfigSync.Stream:output_type -> trustmesh.configsync.v1.Snapshot
+	16, // [16:17] is the sub-list for method output_type
+	15, // [15:16] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_configsync_v1_configsync_proto_init() }
@@ -1226,6 +1476,7 @@ func file_configsync_v1_configsync_proto_init() {
 		(*ProxyMessage_Ack)(nil),
 		(*ProxyMessage_Nack)(nil),
 		(*ProxyMessage_Events)(nil),
+		(*ProxyMessage_Taps)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1233,7 +1484,7 @@ func file_configsync_v1_configsync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_configsync_v1_configsync_proto_rawDesc), len(file_configsync_v1_configsync_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -11,6 +11,7 @@ package adminapi
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/trustmesh/trustmesh/internal/policy/simulate"
@@ -45,10 +46,80 @@ const (
 	PathBundle      = "/v1/bundle"
 	PathNodes       = "/v1/nodes"
 	PathAudit       = "/v1/audit"
-	PathProxies     = "/v1/proxies"
-	PathRollback    = "/v1/objects/rollback"
-	PathExplain     = "/v1/explain"
+	// PathAuditCheckpoints serves what verifying the audit log needs
+	// besides the records (GET, AuditCheckpointsResponse).
+	PathAuditCheckpoints = "/v1/audit/checkpoints"
+	PathProxies          = "/v1/proxies"
+	PathRollback         = "/v1/objects/rollback"
+	PathExplain          = "/v1/explain"
+	PathTap              = "/v1/tap" // GET, streams TapEvent JSON lines; query to, from, denied
 )
+
+// TapFilter selects the requests a tap session sees.
+type TapFilter struct {
+	// To is a destination Service NAME[.NAMESPACE] (matched against the
+	// host the caller named) or a destination SPIFFE ID; "" for any.
+	To string
+	// From is a source SPIFFE ID; "" for any.
+	From string
+	// Denied keeps only denied requests.
+	Denied bool
+	// ServedBy, filled by the server from the Service named in To, are the
+	// identities allowed to serve it: a request whose destination is one
+	// of them matches To whatever host the caller used.
+	ServedBy []string
+}
+
+// Matches reports whether ev passes the filter.
+func (f *TapFilter) Matches(ev *TapEvent) bool {
+	if f.Denied && ev.Decision != "deny" {
+		return false
+	}
+	if f.From != "" && ev.Source != f.From {
+		return false
+	}
+	switch {
+	case f.To == "":
+	case strings.HasPrefix(f.To, "spiffe://"):
+		return ev.Destination == f.To
+	default:
+		// "orders" matches the hosts orders, orders.NS, orders.NS.svc;
+		// "orders.shop" matches orders.shop and orders.shop.svc.
+		if slices.Contains(f.ServedBy, ev.Destination) {
+			return true
+		}
+		want := strings.TrimSuffix(f.To, ".svc")
+		host := strings.TrimSuffix(ev.Host, ".svc")
+		if !strings.Contains(want, ".") {
+			host, _, _ = strings.Cut(host, ".")
+		}
+		return host == want
+	}
+	return true
+}
+
+// TapEvent is one line of a tap stream: a request an inbound proxy
+// handled, or a heartbeat.
+type TapEvent struct {
+	Time           time.Time `json:"time,omitzero"`
+	Proxy          string    `json:"proxy,omitempty"`
+	Direction      string    `json:"direction,omitempty"`
+	Source         string    `json:"source,omitempty"`
+	Destination    string    `json:"destination,omitempty"`
+	Host           string    `json:"host,omitempty"`
+	Protocol       string    `json:"protocol,omitempty"`
+	Method         string    `json:"method,omitempty"`
+	Path           string    `json:"path,omitempty"`
+	Status         int       `json:"status,omitempty"`
+	DurationMillis float64   `json:"durationMillis,omitempty"`
+	Decision       string    `json:"decision,omitempty"`
+	Reason         string    `json:"reason,omitempty"`
+	Policy         string    `json:"policy,omitempty"`
+	// Heartbeat lines carry no request; Dropped counts the summaries this
+	// session lost because it read too slowly (or proxies had to drop).
+	Heartbeat bool   `json:"heartbeat,omitempty"`
+	Dropped   uint64 `json:"dropped,omitempty"`
+}
 
 // RollbackRequest restores an object to an earlier revision: the content
 // of that revision is written as a new revision.
@@ -222,11 +293,41 @@ type AuditRecord struct {
 	Outcome   string    `json:"outcome"`
 	Reason    string    `json:"reason,omitempty"`
 	RequestID string    `json:"requestID,omitempty"`
+	// PrevHash and Hash chain the record (see package audit).
+	PrevHash string `json:"prevHash"`
+	Hash     string `json:"hash"`
 }
 
 // AuditResponse is a page of the audit log.
 type AuditResponse struct {
 	Items []AuditRecord `json:"items"`
+}
+
+// AuditCheckpoint is a signed checkpoint of the audit log.
+type AuditCheckpoint struct {
+	Seq       int64     `json:"seq"`
+	Hash      string    `json:"hash"`
+	Time      time.Time `json:"time"`
+	KeyID     string    `json:"keyID"`
+	Signature []byte    `json:"signature"`
+}
+
+// AuditCheckpointsResponse is what verifying the log needs besides its
+// records.
+type AuditCheckpointsResponse struct {
+	// PublicKeyPEM is the server's checkpoint public key (checkpoint.pub).
+	// A verifier that wants to trust less than the server pins its own copy.
+	PublicKeyPEM string `json:"publicKeyPEM"`
+	// Stored are the checkpoints of the store's table, oldest first.
+	Stored []AuditCheckpoint `json:"stored"`
+	// File is the content of the server's checkpoint file as it is on disk
+	// (FileError says why it could not be read).
+	FileName  string `json:"fileName"`
+	File      string `json:"file"`
+	FileError string `json:"fileError,omitempty"`
+	// HighWater, if the store tracks it, is the highest sequence number it
+	// ever assigned.
+	HighWater int64 `json:"highWater,omitempty"`
 }
 
 // Proxy is a proxy connected to this server.

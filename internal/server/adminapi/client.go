@@ -165,6 +165,35 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 	return nil
 }
 
+// Stream opens a long-lived GET (such as the tap stream) and returns its
+// body; the caller closes it. ctx ends the stream.
+func (c *Client) Stream(ctx context.Context, path string, query url.Values) (io.ReadCloser, error) {
+	u := c.base + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	// No overall timeout: the stream lasts as long as ctx.
+	hc := &http.Client{Transport: c.http.Transport}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("call admin API at %s: %w", c.base, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		var e Error
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return nil, &StatusError{Code: resp.StatusCode, Message: e.Error}
+		}
+		return nil, &StatusError{Code: resp.StatusCode, Message: strings.TrimSpace(string(data))}
+	}
+	return resp.Body, nil
+}
+
 // StatusError is a refusal from the server.
 type StatusError struct {
 	Code    int
