@@ -22,6 +22,8 @@ import (
 	"github.com/trustmesh/trustmesh/internal/httpnorm"
 	"github.com/trustmesh/trustmesh/internal/proxy"
 	"github.com/trustmesh/trustmesh/internal/server/adminapi"
+	"github.com/trustmesh/trustmesh/internal/telemetry/accesslog"
+	"github.com/trustmesh/trustmesh/internal/telemetry/tracing"
 )
 
 // proxyGCPercent is the proxy's GOGC unless the environment sets one.
@@ -37,6 +39,8 @@ func newProxyCmd(s *streams) *cobra.Command {
 		keepSlashes, lowercase                 bool
 		cacheSize                              int
 		metricsNaming                          string
+		accessLog, otlpEndpoint                string
+		otlpInsecure                           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy",
@@ -138,6 +142,26 @@ otherwise (its live heap is small, so the default 100 collects far too often).`,
 			}
 			log.Info("identity received", "spiffe_id", svid.ID, "expires", svid.Certificates[0].NotAfter)
 			cfg.Source, cfg.TrustDomain = source, svid.ID.TrustDomain()
+			if accessLog != "" {
+				al, err := accesslog.New(accesslog.Config{Path: accessLog, Logger: log})
+				if err != nil {
+					return fmt.Errorf("--access-log: %w", err)
+				}
+				defer al.Close()
+				cfg.AccessLog = al
+			}
+			tracer, err := tracing.New(ctx, tracing.Config{Endpoint: otlpEndpoint, Insecure: otlpInsecure, ServiceName: svid.ID.String(), Logger: log})
+			if err != nil {
+				return fmt.Errorf("--otlp-endpoint: %w", err)
+			}
+			defer func() {
+				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				if err := tracer.Shutdown(sctx); err != nil {
+					log.Warn("flushing traces", "error", err)
+				}
+			}()
+			cfg.Tracer = tracer
 			p, err := proxy.New(cfg)
 			if err != nil {
 				return err
@@ -149,6 +173,9 @@ otherwise (its live heap is small, so the default 100 collects far too often).`,
 			}
 			g, ctx := errgroup.WithContext(ctx)
 			g.Go(func() error { return p.Run(ctx) })
+			if cfg.AccessLog != nil {
+				g.Go(func() error { return cfg.AccessLog.Run(ctx) })
+			}
 			g.Go(func() error { return sub.Run(ctx) })
 			return g.Wait()
 		},
@@ -166,6 +193,9 @@ otherwise (its live heap is small, so the default 100 collects far too often).`,
 	f.StringVar(&backslashes, "path-backslashes", "reject", `a raw \ in paths: reject (400) or slash (treated as /)`)
 	f.StringVar(&pathParams, "path-params", "reject", "';' path parameters: reject (400) or keep (opaque data)")
 	f.BoolVar(&keepSlashes, "path-keep-duplicate-slashes", false, "keep // runs in paths instead of merging them")
+	f.StringVar(&accessLog, "access-log", "", "write a JSON line per request and TCP connection to this file (rotated at 100 MB, 5 kept; - for standard output)")
+	f.StringVar(&otlpEndpoint, "otlp-endpoint", "", "send OpenTelemetry traces (one span per request, W3C trace context) to this OTLP/gRPC HOST:PORT")
+	f.BoolVar(&otlpInsecure, "otlp-insecure", false, "talk to the OTLP endpoint without TLS (a local collector)")
 	f.StringVar(&metricsNaming, "metrics-naming", proxy.NamingTrustmesh, "metric names on /metrics: trustmesh (trustmesh_*) or istio (istio_requests_total and Istio's standard labels, for existing dashboards and Kiali)")
 	f.IntVar(&cacheSize, "authz-cache-size", 0, "entries of the authorization decision cache (0: off); helps large rule sets without paths or exact principals")
 	f.BoolVar(&lowercase, "path-lowercase", false, "lowercase paths (for case-insensitive apps; the app receives the lowercased path)")

@@ -71,7 +71,7 @@ type ClientConfig struct {
 	Events Buffer[*configsyncv1.DecisionEvent]
 	// Taps, if set, are request summaries sent while the server asks for
 	// them (Snapshot.tap).
-	Taps Buffer[*configsyncv1.RequestSummary]
+	Taps   Buffer[*configsyncv1.RequestSummary]
 	Logger *slog.Logger
 }
 

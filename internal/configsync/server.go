@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc/codes"
@@ -80,6 +81,7 @@ type Server struct {
 	version atomic.Uint64
 	dirty   chan struct{}
 	tap     atomic.Bool // proxies send request summaries (see SetTap)
+	metrics *hubMetrics // nil until RegisterMetrics
 
 	settled time.Time // first pushes wait until then (see ServerConfig.Settle)
 
@@ -90,6 +92,38 @@ type Server struct {
 
 type proxyConn struct {
 	status ProxyStatus
+	sentAt time.Time // when SentVersion was sent, for the ACK latency
+}
+
+// hubMetrics are the hub's collectors.
+type hubMetrics struct {
+	pushes, acks, nacks prometheus.Counter
+	ackLatency          prometheus.Histogram
+}
+
+// RegisterMetrics registers the hub's metrics (pushes, ACKs, NACKs,
+// push-to-ACK latency, connected proxies) with reg. Call it before Run.
+func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
+	m := &hubMetrics{
+		pushes: prometheus.NewCounter(prometheus.CounterOpts{Name: "trustmesh_server_snapshot_pushes_total", Help: "Snapshots sent to proxies."}),
+		acks:   prometheus.NewCounter(prometheus.CounterOpts{Name: "trustmesh_server_snapshot_acks_total", Help: "Snapshots proxies applied (ACK)."}),
+		nacks:  prometheus.NewCounter(prometheus.CounterOpts{Name: "trustmesh_server_snapshot_nacks_total", Help: "Snapshots proxies rejected (NACK)."}),
+		ackLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "trustmesh_server_push_ack_seconds",
+			Help: "Time from sending a snapshot to its ACK.", Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}}),
+	}
+	connected := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "trustmesh_server_connected_proxies", Help: "Proxies with an open config stream."},
+		func() float64 {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return float64(len(s.proxies))
+		})
+	for _, c := range []prometheus.Collector{m.pushes, m.acks, m.nacks, m.ackLatency, connected} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register config push metrics: %w", err)
+		}
+	}
+	s.metrics = m
+	return nil
 }
 
 // NewServer returns a hub with an empty world.
@@ -267,8 +301,11 @@ func (s *Server) Stream(stream configsyncv1.ConfigSync_StreamServer) error {
 				return err
 			}
 			s.mu.Lock()
-			c.status.SentVersion = snap.Version
+			c.status.SentVersion, c.sentAt = snap.Version, s.cfg.Now()
 			s.mu.Unlock()
+			if s.metrics != nil {
+				s.metrics.pushes.Inc()
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -350,7 +387,15 @@ func (s *Server) receive(ctx context.Context, stream configsyncv1.ConfigSync_Str
 			c.status.Ready = true
 			c.status.AckedVersion = m.Ack.GetVersion()
 			c.status.LastAckAt = s.cfg.Now()
+			latency := c.status.LastAckAt.Sub(c.sentAt)
+			matches := m.Ack.GetVersion() == c.status.SentVersion
 			s.mu.Unlock()
+			if s.metrics != nil {
+				s.metrics.acks.Inc()
+				if matches {
+					s.metrics.ackLatency.Observe(latency.Seconds())
+				}
+			}
 			if becameReady {
 				s.markDirty() // it now serves: add its endpoints for others
 			}
@@ -363,6 +408,9 @@ func (s *Server) receive(ctx context.Context, stream configsyncv1.ConfigSync_Str
 			c.status.NackVersion, c.status.NackReason = m.Nack.GetVersion(), reason
 			st := c.status
 			s.mu.Unlock()
+			if s.metrics != nil {
+				s.metrics.nacks.Inc()
+			}
 			s.log.Warn("proxy rejected a snapshot", "proxy_id", st.ID, "spiffe_id", st.SPIFFEID, "version", m.Nack.GetVersion(), "reason", reason)
 			if s.cfg.OnNack != nil {
 				s.cfg.OnNack(ctx, st, m.Nack.GetVersion(), reason)

@@ -9,8 +9,8 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"time"
 	"strconv"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -20,6 +20,7 @@ import (
 	"github.com/trustmesh/trustmesh/internal/httpnorm"
 	"github.com/trustmesh/trustmesh/internal/policy"
 	"github.com/trustmesh/trustmesh/internal/policy/authz"
+	"github.com/trustmesh/trustmesh/internal/telemetry/tracing"
 )
 
 // headerDeniedBy carries the reason code of a refusal by the proxy: a
@@ -117,20 +118,23 @@ func (v *view) jwksURIs() []string {
 // host check, path normalization (the request is rewritten to the
 // normalized path, which is what policies match and the app receives),
 // JWT authentication, authorization. It answers the request itself and
-// returns false when the request must not be forwarded; host is the
-// request's normalized host.
-func (in *inbound) authorizeHTTP(w http.ResponseWriter, r *http.Request, pr *peer) (host string, ok bool) {
+// returns false when the request must not be forwarded; m is the request's
+// metric labels for the forwarding (normalized host, deciding policy).
+func (in *inbound) authorizeHTTP(w http.ResponseWriter, r *http.Request, pr *peer, span tracing.Span) (m reqMeta, ok bool) {
 	p := in.p
 	v := p.view.Load()
-	m := reqMeta{dir: dirInbound, service: in.spec.App, mesh: pr != nil, destination: v.selfID(), decision: "deny", grpc: isGRPC(r)}
+	m = reqMeta{dir: dirInbound, service: in.spec.App, mesh: pr != nil, destination: v.selfID(), decision: "deny", grpc: isGRPC(r), span: span}
 	if pr != nil {
 		m.source = pr.idS
 	}
-	refuse := func(code int, reason, msg string) (string, bool) {
+	span.SetIdentity(m.source, m.destination)
+	var host string
+	refuse := func(code int, reason, msg string) (reqMeta, bool) {
 		w.Header().Set(headerDeniedBy, reason)
 		m.host, m.reason, m.req = host, reason, r
+		span.SetDecision("deny", m.policy)
 		p.replyMeta(w, m, code, msg)
-		return host, false
+		return m, false
 	}
 	if v == nil || v.sec == nil {
 		p.decisionEvent(r.Context(), decisionEvent{decision: "deny", reason: reasonNoConfig, peer: pr, r: r})
@@ -160,6 +164,7 @@ func (in *inbound) authorizeHTTP(w http.ResponseWriter, r *http.Request, pr *pee
 	if err := setPath(r, path, rawQuery); err != nil {
 		return refuse(http.StatusBadRequest, "bad-path-invalid", "trustmesh: invalid request path")
 	}
+	span.SetPath(path)
 
 	req := authz.Request{
 		Principal: "", Port: in.appPort, HTTP: true,
@@ -193,10 +198,15 @@ func (in *inbound) authorizeHTTP(w http.ResponseWriter, r *http.Request, pr *pee
 
 	d := v.sec.evaluate(r.Context(), &req)
 	p.recordDecision(r.Context(), &d, pr, r, in.appPort)
+	if d.Policy != nil {
+		m.policy = d.Policy.String()
+	}
 	if !d.Allowed {
 		return refuse(http.StatusForbidden, d.Reason, "trustmesh: denied by authorization policy")
 	}
-	return host, true
+	span.SetDecision("allow", m.policy)
+	m.host, m.decision, m.reason = host, "allow", d.Reason
+	return m, true
 }
 
 // addrOf is the IP of a connection address, without formatting it.

@@ -14,6 +14,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/trustmesh/trustmesh/internal/httpnorm"
+	"github.com/trustmesh/trustmesh/internal/telemetry/accesslog"
+	"github.com/trustmesh/trustmesh/internal/telemetry/tracing"
 )
 
 // Source gives the proxy its own X.509-SVID and the trust bundle to verify
@@ -69,6 +71,12 @@ type Config struct {
 	// Paths is how request paths are normalized before authorization (and
 	// forwarded so); the zero value is the strict default.
 	Paths httpnorm.Options
+	// AccessLog, if set, gets one JSON line per request and TCP
+	// connection. The caller runs and closes it.
+	AccessLog *accesslog.Logger
+	// Tracer, if set and enabled, makes a span per proxied request (W3C
+	// trace context in and out). The caller shuts it down.
+	Tracer *tracing.Tracer
 	// MetricsNaming is NamingTrustmesh (the default, "") or NamingIstio:
 	// Istio's standard request and TCP metrics (istio_requests_total,
 	// istio_request_duration_milliseconds, istio_tcp_*) and labels, for

@@ -201,6 +201,9 @@ func (p *Proxy) newReverseProxy() *httputil.ReverseProxy {
 			pr.Out.URL.Host = rt.target
 			pr.Out.Header.Del(headerXFCC)
 			pr.Out.Header.Del(headerPeerIdentity)
+			if rt.meta.span != nil {
+				rt.meta.span.Inject(pr.Out.Header)
+			}
 			if rt.peer != nil {
 				pr.Out.Header.Set(headerPeerIdentity, rt.peer.idS)
 			}

@@ -6,6 +6,8 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"time"
+
+	"github.com/trustmesh/trustmesh/internal/telemetry/tracing"
 )
 
 // httpProxy is the --http-proxy listener: apps set HTTP_PROXY to it and
@@ -65,7 +67,9 @@ func (h *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"trustmesh: service "+svc.label+" has no HTTP port "+strconv.FormatUint(uint64(port), 10))
 		return
 	}
-	p.forwardToService(h.rp, w, r, sp)
+	ctx, span := p.cfg.Tracer.Start(r.Context(), r, tracing.Outbound, svc.label)
+	defer span.End()
+	p.forwardToService(h.rp, w, r.WithContext(ctx), sp, span)
 }
 
 // splitHostPort splits a Host value into a normalized host and a port (80

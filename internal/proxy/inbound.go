@@ -9,6 +9,8 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"time"
+
+	"github.com/trustmesh/trustmesh/internal/telemetry/tracing"
 )
 
 // inbound is one --inbound listener: mesh traffic (or, by mode, plaintext)
@@ -209,6 +211,9 @@ func (in *inbound) passthrough(c net.Conn, t *trackedConn) {
 // ServeHTTP forwards a request to the app with the peer's identity.
 func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := in.p
+	ctx, span := p.cfg.Tracer.Start(r.Context(), r, tracing.Inbound, in.spec.App)
+	defer span.End()
+	r = r.WithContext(ctx)
 	pr := peerFrom(r.Context())
 	if !checkLimits(w, r) {
 		p.observeRequest(dirInbound, in.spec.App, http.StatusRequestHeaderFieldsTooLarge, pr != nil, time.Now())
@@ -226,15 +231,11 @@ func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	host, ok := in.authorizeHTTP(w, r, pr)
+	m, ok := in.authorizeHTTP(w, r, pr, span)
 	if !ok {
 		return
 	}
-	rt := &route{target: in.spec.App, transport: in.h1, peer: pr, mesh: pr != nil, service: in.spec.App, direction: dirInbound,
-		meta: reqMeta{destination: p.view.Load().selfID(), decision: "allow", host: host}}
-	if pr != nil {
-		rt.meta.source = pr.idS
-	}
+	rt := &route{target: in.spec.App, transport: in.h1, peer: pr, mesh: pr != nil, service: in.spec.App, direction: dirInbound, meta: m}
 	if r.ProtoMajor == 2 {
 		rt.transport = in.h2c
 	}

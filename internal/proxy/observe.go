@@ -6,6 +6,8 @@ import (
 	"time"
 
 	configsyncv1 "github.com/trustmesh/trustmesh/api/configsync/v1"
+	"github.com/trustmesh/trustmesh/internal/telemetry/accesslog"
+	"github.com/trustmesh/trustmesh/internal/telemetry/tracing"
 )
 
 // reqMeta is what a request's (or TCP connection's) metrics are labelled
@@ -23,9 +25,12 @@ type reqMeta struct {
 	// destination_service on inbound; grpc marks gRPC requests.
 	host string
 	grpc bool
-	// req and reason feed tap summaries (inbound only).
+	// req, reason and policy feed tap summaries and access logs.
 	req    *http.Request
 	reason string
+	policy string
+	// span is the request's trace span (a no-op when tracing is off).
+	span tracing.Span
 }
 
 // observeRequest records a request known only by direction and service
@@ -42,6 +47,12 @@ func (p *Proxy) observe(m reqMeta, code int, start time.Time) {
 	d := time.Since(start)
 	if m.dir == dirInbound && p.view.Load().tapping() {
 		p.tap(&m, code, d)
+	}
+	if m.span != nil {
+		m.span.SetStatus(code)
+	}
+	if p.cfg.AccessLog != nil {
+		p.accessLog(&m, code, start, d)
 	}
 	if p.metrics.istio {
 		l := istioValues(m, "http")
@@ -63,6 +74,10 @@ func (p *Proxy) observe(m reqMeta, code int, start time.Time) {
 
 // observeTCP records one finished TCP passthrough connection.
 func (p *Proxy) observeTCP(m reqMeta, rx, tx int64) {
+	if p.cfg.AccessLog != nil {
+		p.cfg.AccessLog.Log(&accesslog.Entry{Time: time.Now(), Direction: m.dir, Protocol: "TCP", SourceID: m.source, DestinationID: m.destination,
+			Service: m.service, BytesIn: rx, BytesOut: tx, Decision: m.decision})
+	}
 	if p.metrics.istio {
 		full := istioValues(m, "tcp")
 		l := append(full[:11:11], full[12:]...) // without response_code
@@ -133,6 +148,22 @@ func orUnknown(s string) string {
 // isGRPC reports whether r is a gRPC request.
 func isGRPC(r *http.Request) bool {
 	return r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
+}
+
+// accessLog writes the request's access-log line.
+func (p *Proxy) accessLog(m *reqMeta, code int, start time.Time, d time.Duration) {
+	e := accesslog.Entry{Time: start, Direction: m.dir, Protocol: "HTTP/1.1", SourceID: m.source, DestinationID: m.destination,
+		Service: m.service, Status: code, Duration: d, Decision: m.decision, Policy: m.policy, Reason: m.reason}
+	if m.req != nil {
+		if m.req.ProtoMajor == 2 {
+			e.Protocol = "HTTP/2"
+		}
+		e.Method, e.Path, e.SourceAddr, e.RequestID = m.req.Method, m.req.URL.EscapedPath(), m.req.RemoteAddr, m.req.Header.Get("X-Request-Id")
+	}
+	if m.span != nil {
+		e.TraceID = m.span.TraceID()
+	}
+	p.cfg.AccessLog.Log(&e)
 }
 
 // tap adds a request summary to the tap buffer.

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/trustmesh/trustmesh/internal/telemetry/tracing"
 )
 
 // outbound is one --outbound listener: the local app connects in
@@ -72,6 +74,9 @@ func (o *outbound) handle(c net.Conn) {
 // ServeHTTP forwards a request from the local app to the service.
 func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := o.p
+	ctx, span := p.cfg.Tracer.Start(r.Context(), r, tracing.Outbound, o.label)
+	defer span.End()
+	r = r.WithContext(ctx)
 	if !checkLimits(w, r) {
 		p.observeRequest(dirOutbound, o.label, http.StatusRequestHeaderFieldsTooLarge, true, time.Now())
 		return
@@ -89,17 +94,18 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"trustmesh: service "+svc.label+" has no port "+strconv.FormatUint(uint64(o.spec.Port), 10))
 		return
 	}
-	p.forwardToService(o.rp, w, r, sp)
+	p.forwardToService(o.rp, w, r, sp, span)
 }
 
 // forwardToService forwards r to the next endpoint of sp over pooled mTLS.
-func (p *Proxy) forwardToService(rp *httputil.ReverseProxy, w http.ResponseWriter, r *http.Request, sp *servicePort) {
+func (p *Proxy) forwardToService(rp *httputil.ReverseProxy, w http.ResponseWriter, r *http.Request, sp *servicePort, span tracing.Span) {
 	ep, ok := sp.pick()
 	if !ok {
 		p.reply(w, dirOutbound, sp.svc.label, true, http.StatusServiceUnavailable,
 			"trustmesh: service "+sp.svc.label+" port "+strconv.FormatUint(uint64(sp.port), 10)+" has no endpoints")
 		return
 	}
+	span.SetIdentity(p.view.Load().selfID(), ep.idS)
 	rt := &route{
 		target:    ep.address,
 		tls:       true,
@@ -107,7 +113,7 @@ func (p *Proxy) forwardToService(rp *httputil.ReverseProxy, w http.ResponseWrite
 		mesh:      true,
 		service:   sp.svc.label,
 		direction: dirOutbound,
-		meta:      reqMeta{source: p.view.Load().selfID(), destination: ep.idS},
+		meta:      reqMeta{source: p.view.Load().selfID(), destination: ep.idS, span: span},
 	}
 	p.forward(rp, w, r, rt)
 }

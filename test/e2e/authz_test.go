@@ -11,6 +11,7 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -102,7 +103,8 @@ spec:
 `, iss.jwks))
 	a := startAgent(t, s, filepath.Join(t.TempDir(), "agent"), s.token(t, "node-1"))
 	inbound, outbound := freeAddr(t), freeAddr(t)
-	orders := startProxy(t, s, a, "spiffe://authz.example/ns/default/sa/orders", "--inbound", inbound+"="+appAddr)
+	accessLog := filepath.Join(t.TempDir(), "access.log")
+	orders := startProxy(t, s, a, "spiffe://authz.example/ns/default/sa/orders", "--inbound", inbound+"="+appAddr, "--access-log", accessLog)
 	startProxy(t, s, a, "spiffe://authz.example/ns/default/sa/frontend", "--outbound", outbound+"=orders:80")
 	base := "http://" + outbound
 
@@ -171,6 +173,32 @@ spec:
 		// The app receives the normalized path.
 		if _, _, body := do("GET", "/orders//./1"); !strings.Contains(body, "path=/orders/1") {
 			t.Errorf("app did not receive the normalized path: %q", body)
+		}
+	})
+
+	t.Run("metrics carry identities and decisions; access log lines", func(t *testing.T) {
+		if n := orders.metric(t, "trustmesh_requests_total", `direction="inbound"`, `source="spiffe://authz.example/ns/default/sa/frontend"`,
+			`destination="spiffe://authz.example/ns/default/sa/orders"`, `decision="deny"`, `code="403"`); n < 1 {
+			t.Errorf("no inbound 403 with identities and decision=deny in trustmesh_requests_total (got %v)", n)
+		}
+		if n := orders.metric(t, "trustmesh_request_duration_seconds_count", `decision="allow"`, `code="200"`); n < 1 {
+			t.Errorf("no allowed request in the duration histogram (got %v)", n)
+		}
+		var lines string
+		waitFor(t, "access log lines", 5*time.Second, func() bool {
+			b, _ := os.ReadFile(accessLog)
+			lines = string(b)
+			return strings.Contains(lines, `"path":"/admin/users"`)
+		})
+		for _, want := range []string{`"direction":"inbound"`, `"source_id":"spiffe://authz.example/ns/default/sa/frontend"`, `"status":403`, `"decision":"deny"`, `"reason":"deny-policy"`, `"policy":"default/deny-admin"`, `"decision":"allow"`} {
+			if !strings.Contains(lines, want) {
+				t.Errorf("access log lacks %s:\n%s", want, lines)
+			}
+		}
+		for i, l := range strings.Split(strings.TrimSpace(lines), "\n") {
+			if !json.Valid([]byte(l)) {
+				t.Fatalf("access log line %d is not JSON: %s", i+1, l)
+			}
 		}
 	})
 
