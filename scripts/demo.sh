@@ -127,6 +127,16 @@ ok "GET /orders/../admin from frontend: $(code --path-as-is http://127.0.0.1:$((
 ok "why frontend may not call payments itself:"
 "$TM" explain --from spiffe://$TD/ns/default/sa/frontend --to payments --method POST --path /pay --data-dir "$work/server" | sed -n '1p;/^why/,/^rules/p' | grep -v '^rules' | sed 's/^/     /'
 
+say "denials are audited, and visible live with tap"
+wait_for "$TM audit tail -n 50 --data-dir $work/server | grep -q authz.deny" "decision events in the audit log"
+"$TM" audit tail -n 50 --data-dir "$work/server" | grep authz.deny | tail -n 2 | sed 's/^/   /'
+"$TM" tap --denied --data-dir "$work/server" >"$work/tap.out" 2>&1 &
+tap_pid=$!; pids+=($tap_pid)
+wait_for "curl -s -o /dev/null http://127.0.0.1:$((P+22))/orders/tapped; grep -q /orders/tapped $work/tap.out" "a denied request in trustmesh tap"
+kill "$tap_pid" 2>/dev/null || true
+ok "trustmesh tap --denied saw it:"
+grep /orders/tapped "$work/tap.out" | head -n 1 | sed 's/^/     /'
+
 say "a bad change, seen and rolled back in one command"
 sed 's#sa/orders"\]#sa/ordres"]#' examples/policies/policies.yaml >"$work/typo.yaml"
 "$TM" apply -f "$work/typo.yaml" --data-dir "$work/server" | grep payments | sed 's/^/   /'
@@ -154,6 +164,7 @@ The mesh is up. Try:
   $TM get proxies --data-dir $work/server
   $TM explain --from spiffe://$TD/ns/default/sa/frontend --to orders --method GET --path /orders --data-dir $work/server
   $TM policy history payments --data-dir $work/server
+  $TM tap --data-dir $work/server                                # live requests (Ctrl-C to stop)
   $TM cert revoke --spiffe-id spiffe://$TD/ns/default/sa/orders --data-dir $work/server
 Logs: $work/*.log        Ctrl-C stops everything.
 TXT
