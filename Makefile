@@ -64,9 +64,9 @@ generate: $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC)
 check-generated: generate
 	@git diff --exit-code -- api/ || (echo "api/ is stale: run make generate and commit the result"; exit 1)
 
-## bench: Go benchmarks (figures, not pass/fail): CA, store, issuance, proxy, policy engine vs OPA, path normalization.
+## bench: Go benchmarks (figures, not pass/fail): CA, store, audit chain, issuance, proxy, policy engine vs OPA, path normalization.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./internal/ca/ ./internal/store/sqlite/ ./internal/server/ ./internal/proxy/ ./internal/policy/authz/ ./internal/policy/rego/ ./internal/httpnorm/ ./test/e2e/
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/ca/ ./internal/store/sqlite/ ./internal/store/auditchain/ ./internal/audit/ ./internal/server/ ./internal/proxy/ ./internal/policy/authz/ ./internal/policy/rego/ ./internal/httpnorm/ ./test/e2e/
 
 ## fuzz: run every fuzz target briefly (FUZZTIME=30s to change).
 FUZZTIME ?= 15s

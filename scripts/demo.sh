@@ -95,7 +95,8 @@ bg frontend "$BIN/frontend" --listen 127.0.0.1:$((P+1)) --orders-url http://127.
 bg proxy-payments "$TM" proxy --socket "$work/agent.sock" --server $NODE --spiffe-id spiffe://$TD/ns/default/sa/payments \
   --inbound 127.0.0.1:$((P+13))=127.0.0.1:$((P+3)) --admin 127.0.0.1:$((P+33))
 bg proxy-orders "$TM" proxy --socket "$work/agent.sock" --server $NODE --spiffe-id spiffe://$TD/ns/default/sa/orders \
-  --inbound 127.0.0.1:$((P+12))=127.0.0.1:$((P+2)) --outbound 127.0.0.1:$((P+23))=payments:80 --admin 127.0.0.1:$((P+32))
+  --inbound 127.0.0.1:$((P+12))=127.0.0.1:$((P+2)) --outbound 127.0.0.1:$((P+23))=payments:80 --admin 127.0.0.1:$((P+32)) \
+  --access-log "$work/orders-access.log"
 bg proxy-frontend "$TM" proxy --socket "$work/agent.sock" --server $NODE --spiffe-id spiffe://$TD/ns/default/sa/frontend \
   --inbound 127.0.0.1:$((P+11))=127.0.0.1:$((P+1)) --outbound 127.0.0.1:$((P+22))=orders:80 --admin 127.0.0.1:$((P+31))
 for a in 31 32 33; do wait_for "curl -sf http://127.0.0.1:$((P+a))/ready" "proxy on admin port $((P+a))"; done
@@ -137,6 +138,14 @@ kill "$tap_pid" 2>/dev/null || true
 ok "trustmesh tap --denied saw it:"
 grep /orders/tapped "$work/tap.out" | head -n 1 | sed 's/^/     /'
 
+say "metrics and access logs say who called whom, and what was decided"
+curl -s http://127.0.0.1:$((P+32))/metrics | grep '^trustmesh_requests_total{' | grep 'direction="inbound"' | grep -q 'decision="deny"' \
+  || fail "orders' proxy /metrics has no denied inbound request"
+curl -s http://127.0.0.1:$((P+32))/metrics | grep '^trustmesh_requests_total{' | grep 'direction="inbound"' | sed 's/^/   /' | head -n 3
+wait_for "grep -q '\"decision\":\"deny\"' $work/orders-access.log" "an access-log line of a denied request"
+ok "access log $work/orders-access.log, e.g.:"
+grep '"decision":"deny"' "$work/orders-access.log" | head -n 1 | sed 's/^/     /'
+
 say "a bad change, seen and rolled back in one command"
 sed 's#sa/orders"\]#sa/ordres"]#' examples/policies/policies.yaml >"$work/typo.yaml"
 "$TM" apply -f "$work/typo.yaml" --data-dir "$work/server" | grep payments | sed 's/^/   /'
@@ -161,6 +170,7 @@ The mesh is up. Try:
   curl 'http://127.0.0.1:$((P+1))/buy?item=pen&amount=3'         # through the mesh
   curl http://127.0.0.1:$((P+33))/config_dump                    # payments proxy's pushed config
   curl -s http://127.0.0.1:$((P+32))/metrics | grep trustmesh_   # orders proxy's metrics
+  tail -f $work/orders-access.log                                # orders proxy's access log
   $TM get proxies --data-dir $work/server
   $TM explain --from spiffe://$TD/ns/default/sa/frontend --to orders --method GET --path /orders --data-dir $work/server
   $TM policy history payments --data-dir $work/server

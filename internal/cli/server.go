@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/trustmesh/trustmesh/internal/audit"
 	"github.com/trustmesh/trustmesh/internal/server"
 )
 
@@ -24,7 +25,11 @@ The first start creates the CA (an ECDSA P-256 root, or an intermediate under
 --upstream-ca), writes the trust bundle to DATA_DIR/bundle.pem and the local
 operator credential (role admin) to DATA_DIR/admin/. Keys are files with mode
 0600 and are never logged. Objects, join tokens, issued SVIDs, revocations and
-the audit log live in DATA_DIR/trustmesh.db (SQLite).`,
+the hash-chained audit log live in DATA_DIR/trustmesh.db (SQLite). The audit
+log's head is signed every --audit-checkpoint-interval and at shutdown with
+DATA_DIR/audit/checkpoint.key (Ed25519, created on first start; public key
+checkpoint.pub), and each checkpoint is appended to
+DATA_DIR/audit/checkpoints.jsonl as well as stored.`,
 		Example: `  trustmesh server --data-dir /var/lib/trustmesh --trust-domain example.org
   trustmesh server --data-dir ./data --trust-domain example.org --listen 127.0.0.1:8443 --admin-listen 127.0.0.1:8444 --log-format json
   trustmesh server --data-dir ./data --trust-domain example.org --upstream-ca ca.pem,ca.key`,
@@ -54,9 +59,11 @@ the audit log live in DATA_DIR/trustmesh.db (SQLite).`,
 	f.StringVar(&cfg.TrustDomain, "trust-domain", "", "SPIFFE trust domain, e.g. example.org (required on first start)")
 	f.StringVar(&cfg.ListenAddr, "listen", server.DefaultListen, "node API address (agents)")
 	f.StringVar(&cfg.AdminListenAddr, "admin-listen", server.DefaultAdminListen, "admin API address (operators)")
+	f.StringVar(&cfg.MetricsListenAddr, "metrics-listen", "", "serve Prometheus /metrics in plain HTTP on this address, e.g. 127.0.0.1:8445 (default: off)")
 	f.StringVar(&upstream, "upstream-ca", "", "CERT,KEY PEM files of an existing CA to run under as an intermediate")
 	f.DurationVar(&cfg.NodeSVIDTTL, "node-svid-ttl", server.DefaultNodeSVIDTTL, "lifetime of node SVIDs")
 	f.DurationVar(&cfg.CAPropagationDelay, "ca-propagation-delay", server.DefaultPropagation, "how long a new CA authority is published before it signs (see `trustmesh ca rotate`)")
+	f.DurationVar(&cfg.AuditCheckpointInterval, "audit-checkpoint-interval", audit.DefaultCheckpointInterval, "how often the audit log's head is signed (and at shutdown; see `trustmesh audit verify`)")
 	logs.register(cmd)
 	_ = cmd.MarkFlagRequired("data-dir")
 	return cmd

@@ -14,12 +14,16 @@ func newVersionCmd(s *streams) *cobra.Command {
 		Example: "  trustmesh version",
 		Args:    cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			v := "devel"
-			if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-				v = bi.Main.Version
-			}
-			_, err := fmt.Fprintln(s.out, "trustmesh", v)
+			_, err := fmt.Fprintln(s.out, "trustmesh", buildVersion())
 			return err
 		},
 	}
+}
+
+// buildVersion is the module version the binary was built from, or "devel".
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
 }

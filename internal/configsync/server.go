@@ -48,6 +48,9 @@ type ServerConfig struct {
 	// them), with the count the proxy dropped before it. Batches larger
 	// than MaxEventBatch are refused.
 	OnEvents func(ctx context.Context, p ProxyStatus, events []*configsyncv1.DecisionEvent, dropped uint64)
+	// OnReady is told when a proxy becomes ready (its first ACK), so that
+	// the set of serving proxies is recorded before a restart can need it.
+	OnReady func()
 	// OnTaps receives request summaries while SetTap(true) is in force.
 	OnTaps func(p ProxyStatus, requests []*configsyncv1.RequestSummary, dropped uint64)
 	Logger *slog.Logger
@@ -398,6 +401,9 @@ func (s *Server) receive(ctx context.Context, stream configsyncv1.ConfigSync_Str
 			}
 			if becameReady {
 				s.markDirty() // it now serves: add its endpoints for others
+				if s.cfg.OnReady != nil {
+					s.cfg.OnReady()
+				}
 			}
 		case *configsyncv1.ProxyMessage_Nack:
 			reason := m.Nack.GetReason()

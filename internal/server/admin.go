@@ -115,6 +115,7 @@ func (s *Server) adminHandler() http.Handler {
 		{http.MethodGet, adminapi.PathBundle, everyone, s.handleBundle},
 		{http.MethodGet, adminapi.PathNodes, everyone, s.handleNodes},
 		{http.MethodGet, adminapi.PathAudit, auditReader, s.handleAudit},
+		{http.MethodGet, adminapi.PathAuditCheckpoints, auditReader, s.handleAuditCheckpoints},
 		{http.MethodGet, adminapi.PathProxies, everyone, s.handleProxies},
 		{http.MethodPost, adminapi.PathRollback, writers, s.handleRollback},
 		{http.MethodPost, adminapi.PathExplain, everyone, s.handleExplain},
@@ -327,6 +328,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request, op operato
 		writeError(w, http.StatusInternalServerError, "could not store the revocation; see the server log")
 		return
 	}
+	s.metrics.revocations.Inc()
 	obj := rv.SPIFFEID
 	if rv.Serial != "" {
 		obj = "serial:" + rv.Serial
@@ -457,7 +459,7 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request, _ operator)
 	out := adminapi.AuditResponse{Items: []adminapi.AuditRecord{}}
 	for _, a := range recs {
 		out.Items = append(out.Items, adminapi.AuditRecord{Seq: a.Seq, Time: a.Time, Actor: a.Actor, Action: a.Action, Object: a.Object,
-			Revision: a.Revision, Outcome: a.Outcome, Reason: a.Reason, RequestID: a.RequestID})
+			Revision: a.Revision, Outcome: a.Outcome, Reason: a.Reason, RequestID: a.RequestID, PrevHash: a.PrevHash, Hash: a.Hash})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -105,6 +105,7 @@ func TestRoleMatrix(t *testing.T) {
 		{http.MethodGet, adminapi.PathNodes, nil, all},
 		{http.MethodGet, adminapi.PathProxies, nil, all},
 		{http.MethodGet, adminapi.PathAudit, nil, []string{"admin", "auditor"}},
+		{http.MethodGet, adminapi.PathAuditCheckpoints, nil, []string{"admin", "auditor"}},
 		{http.MethodPost, adminapi.PathRollback, nil, []string{"admin", "policy-author"}},
 		{http.MethodPost, adminapi.PathExplain, nil, all},
 		// PathTap streams until the client goes away; its refusal of other
@@ -183,6 +184,8 @@ func TestNewFailsCleanly(t *testing.T) {
 		{"no trust domain", Config{DataDir: t.TempDir()}, "--trust-domain is required"},
 		{"trust domain changed", Config{DataDir: recorded, TrustDomain: "other.example"}, "does not match"},
 		{"half an upstream CA", Config{DataDir: t.TempDir(), TrustDomain: "x.example", UpstreamCertFile: "ca.pem"}, "--upstream-ca needs both"},
+		{"audit checkpoint interval too short", Config{DataDir: t.TempDir(), TrustDomain: "x.example", ListenAddr: "127.0.0.1:0", AdminListenAddr: "127.0.0.1:0",
+			AuditCheckpointInterval: time.Millisecond}, "--audit-checkpoint-interval 1ms: want 1s or more"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

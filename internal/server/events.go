@@ -54,10 +54,14 @@ func (s *Server) auditEvents(ctx context.Context, p configsync.ProxyStatus, evs 
 		recs = append(recs, store.AuditRecord{Time: now, Actor: actor, Action: "authz.events-dropped", Object: "workload " + p.SPIFFEID.String(),
 			Outcome: audit.OutcomeError, Reason: fmt.Sprintf("the proxy dropped %d decision events while it could not reach the server (buffer full)", dropped)})
 	}
-	for _, r := range recs { // TODO(lead): RecordBatch once the chained recorder lands
-		if err := s.audit.Record(ctx, r); err != nil {
-			s.log.Error("decision event not recorded", "proxy_id", p.ID, "error", err)
-		}
+	start := time.Now()
+	err := s.audit.RecordBatch(ctx, recs)
+	s.metrics.observeStore("audit_batch", start)
+	if err == nil {
+		s.metrics.audit.Add(float64(len(recs)))
+	}
+	if err != nil {
+		s.log.Error("decision events not recorded", "proxy_id", p.ID, "events", len(recs), "error", err)
 	}
 }
 

@@ -16,10 +16,12 @@ import (
 // There is no background goroutine: the first caller to find no write in
 // flight becomes the leader and writes batches until none are pending.
 type issuedLog struct {
-	st      store.Store
-	mu      sync.Mutex
-	writing bool
-	next    *issuedBatch // accumulating while a write is in flight
+	st store.Store
+	// onCommit, if set, is told about every committed batch (metrics).
+	onCommit func([]store.Issued)
+	mu       sync.Mutex
+	writing  bool
+	next     *issuedBatch // accumulating while a write is in flight
 }
 
 type issuedBatch struct {
@@ -57,6 +59,9 @@ func (l *issuedLog) record(ctx context.Context, recs []store.Issued) error {
 		l.next = &issuedBatch{done: make(chan struct{})}
 		l.mu.Unlock()
 		b.err = l.st.RecordIssued(wctx, b.recs)
+		if b.err == nil && l.onCommit != nil {
+			l.onCommit(b.recs)
+		}
 		close(b.done)
 		l.mu.Lock()
 		if len(l.next.recs) == 0 {

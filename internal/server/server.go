@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -49,6 +50,9 @@ type Config struct {
 	TrustDomain string
 	// ListenAddr is the node API (agents); AdminListenAddr the admin API.
 	ListenAddr, AdminListenAddr string
+	// MetricsListenAddr, if set, serves Prometheus /metrics in plain HTTP
+	// (bind it to loopback or a scrape network).
+	MetricsListenAddr string
 	// UpstreamCertFile and UpstreamKeyFile make the CA an intermediate.
 	UpstreamCertFile, UpstreamKeyFile string
 	// NodeSVIDTTL is the lifetime of node SVIDs (default 1h).
@@ -56,6 +60,9 @@ type Config struct {
 	// CAPropagationDelay is how long a prepared CA authority is published
 	// in the bundle before it starts signing (default 10m).
 	CAPropagationDelay time.Duration
+	// AuditCheckpointInterval is how often the audit log's head is signed
+	// (default audit.DefaultCheckpointInterval; see auditchain.go).
+	AuditCheckpointInterval time.Duration
 	// Store overrides the default SQLite store in DataDir (tests, PostgreSQL).
 	Store  store.Store
 	Logger *slog.Logger
@@ -70,17 +77,21 @@ type Server struct {
 	store store.Store
 	ca    *ca.CA
 	audit *audit.Recorder
+	// checkpoints signs the audit log's head (see auditchain.go).
+	checkpoints *audit.Checkpointer
 	// issued persists issued SVIDs with group commit (see issuedLog).
 	issued *issuedLog
 	ids    *identities
 	reg    *registry
 	push   *configsync.Server
 	taps   *tapHub
-	// servingProxies is servingProxiesFile's content (maintenance loop only).
+	// servingProxies is servingProxiesFile's content, under servingMu.
+	servingMu      sync.Mutex
 	servingProxies string
 
-	nodeLis, adminLis net.Listener
-	lock              *os.File
+	nodeLis, adminLis, metricsLis net.Listener
+	metrics                       *serverMetrics
+	lock                          *os.File
 }
 
 const (
@@ -153,10 +164,18 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("load CA: %w", err)
 	}
 	s.audit = audit.NewRecorder(s.store, cfg.Logger, cfg.Now)
+	if s.checkpoints, err = s.newCheckpointer(ctx); err != nil {
+		return nil, err
+	}
+	s.metrics = newServerMetrics()
 	s.issued = newIssuedLog(s.store)
+	s.issued.onCommit = s.metrics.countIssued
 	// A restart waits for the proxies that were serving to reconnect before
 	// computing endpoints (see configsync.ServerConfig.Expect).
 	expect := readServingProxies(filepath.Join(cfg.DataDir, servingProxiesFile))
+	if len(expect) > 0 {
+		cfg.Logger.Info("first config pushes wait for the proxies that were serving", "component", "server", "proxies", len(expect))
+	}
 	s.taps = newTapHub(func(on bool) { s.push.SetTap(on) })
 	s.push = configsync.NewServer(configsync.ServerConfig{
 		TrustDomain: td,
@@ -165,9 +184,14 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		OnNack:      s.auditNack,
 		OnEvents:    s.auditEvents,
 		OnTaps:      s.taps.publish,
+		OnReady:     s.recordServingProxies,
 		Logger:      cfg.Logger,
 		Now:         cfg.Now,
 	})
+	if err := s.push.RegisterMetrics(s.metrics.reg); err != nil {
+		return nil, err
+	}
+	s.metrics.registerChainLength(s.store)
 	s.reg = newRegistry(s.store, td, cfg.Logger, s.push.SetWorld)
 	if err := s.reg.refresh(ctx); err != nil {
 		return nil, err
@@ -180,6 +204,11 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	if s.adminLis, err = net.Listen("tcp", cfg.AdminListenAddr); err != nil {
 		return nil, fmt.Errorf("listen on --admin-listen %s: %w", cfg.AdminListenAddr, err)
+	}
+	if cfg.MetricsListenAddr != "" {
+		if s.metricsLis, err = net.Listen("tcp", cfg.MetricsListenAddr); err != nil {
+			return nil, fmt.Errorf("listen on --metrics-listen %s: %w", cfg.MetricsListenAddr, err)
+		}
 	}
 	s.ids, err = newIdentities(s.ca, td, s.NodeAddr(), s.AdminAddr(), cfg.Now)
 	if err != nil {
@@ -228,19 +257,24 @@ func (s *Server) Run(ctx context.Context) error {
 	defer s.close()
 	s.log.Info("trustmesh server started", "trust_domain", s.td.Name(), "listen", s.NodeAddr(),
 		"admin_listen", s.AdminAddr(), "data_dir", s.cfg.DataDir)
+	stopCheckpoints := s.startCheckpoints(ctx)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.reg.run(ctx) })
 	g.Go(func() error { return s.push.Run(ctx) })
 	g.Go(func() error { return s.runNodeAPI(ctx) })
 	g.Go(func() error { return s.runAdminAPI(ctx) })
 	g.Go(func() error { return s.runMaintenance(ctx) })
+	if s.metricsLis != nil {
+		g.Go(func() error { return s.metrics.serveMetrics(ctx, s.metricsLis) })
+	}
 	err := g.Wait()
+	stopCheckpoints()
 	s.log.Info("trustmesh server stopped")
 	return err
 }
 
 func (s *Server) close() {
-	for _, l := range []net.Listener{s.nodeLis, s.adminLis} {
+	for _, l := range []net.Listener{s.nodeLis, s.adminLis, s.metricsLis} {
 		if l != nil {
 			l.Close()
 		}
@@ -308,8 +342,12 @@ func (s *Server) runMaintenance(ctx context.Context) error {
 }
 
 // recordServingProxies keeps servingProxiesFile current (written only when
-// the set changes).
+// the set changes). It runs on every proxy's first ACK, not only on the
+// maintenance tick: a server stopped within a tick of a proxy becoming
+// ready must still wait for it after its restart.
 func (s *Server) recordServingProxies() {
+	s.servingMu.Lock()
+	defer s.servingMu.Unlock()
 	var ids []string
 	for _, p := range s.push.Proxies() {
 		if p.Ready {

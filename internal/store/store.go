@@ -98,7 +98,9 @@ type Revocation struct {
 	Actor     string
 }
 
-// AuditRecord is one entry of the audit log.
+// AuditRecord is one entry of the audit log. The log is a hash chain: each
+// record carries the hash of the one before it (see package auditchain for
+// the encoding, and package audit for verification).
 type AuditRecord struct {
 	Seq       int64 // assigned by the store, strictly increasing from 1
 	Time      time.Time
@@ -109,6 +111,25 @@ type AuditRecord struct {
 	Outcome   string // "success" or "denied" or "error"
 	Reason    string
 	RequestID string
+	// PrevHash is the Hash of record Seq-1 (auditchain.Genesis for Seq 1),
+	// and Hash this record's own hash: lowercase hex SHA-256, both assigned
+	// by the store when the record is appended.
+	PrevHash string
+	Hash     string
+}
+
+// AuditCheckpoint is a signed statement that the audit log's record Seq had
+// Hash, so that a rewrite of records up to Seq is detectable by anyone who
+// holds the public key. The audit package signs and verifies them; the
+// store keeps them as given.
+type AuditCheckpoint struct {
+	Seq  int64
+	Hash string // lowercase hex hash of record Seq
+	Time time.Time
+	// KeyID names the signing key (see audit.KeyID).
+	KeyID string
+	// Signature is the Ed25519 signature (see audit.CheckpointMessage).
+	Signature []byte
 }
 
 // Store is the control plane's persistence. All methods are safe for
@@ -158,10 +179,34 @@ type Store interface {
 	// ListRevocations returns every revocation, oldest first.
 	ListRevocations(ctx context.Context) ([]Revocation, error)
 
-	// AppendAudit appends a record and returns its sequence number.
+	// AppendAudit appends a record (Seq, PrevHash and Hash are assigned; a
+	// zero Time is stamped with the store's clock) and returns its sequence
+	// number. It is AppendAuditBatch of one record.
 	AppendAudit(ctx context.Context, r AuditRecord) (int64, error)
+	// AppendAuditBatch appends records in order, in one transaction (all or
+	// none), and returns their sequence numbers; recs itself is not
+	// modified. The chain stays linear under
+	// concurrent appends, from this process or another server on the same
+	// database: reading the head (last Seq and Hash) and inserting the
+	// records sealed by auditchain.Seal happen in one transaction that holds
+	// the log's write lock from the read on (SQLite: BEGIN IMMEDIATE;
+	// PostgreSQL: a transaction-scoped advisory lock). Time is kept to the
+	// nanosecond and strings byte for byte after auditchain.Seal, since the
+	// hash covers them.
+	AppendAuditBatch(ctx context.Context, recs []AuditRecord) ([]int64, error)
 	// ListAudit returns records with Seq > after, oldest first, at most limit (0 = no limit).
 	ListAudit(ctx context.Context, after int64, limit int) ([]AuditRecord, error)
+	// AuditHead returns the last record, or ErrNotFound for an empty log.
+	AuditHead(ctx context.Context) (AuditRecord, error)
+	// AppendAuditCheckpoint stores a checkpoint. Checkpoints are kept in
+	// increasing Seq: ErrConflict if one at the same or a higher Seq exists.
+	AppendAuditCheckpoint(ctx context.Context, c AuditCheckpoint) error
+	// ListAuditCheckpoints returns checkpoints with Seq > after, oldest
+	// first, at most limit (0 = no limit).
+	ListAuditCheckpoints(ctx context.Context, after int64, limit int) ([]AuditCheckpoint, error)
+	// LastAuditCheckpoint returns the checkpoint with the highest Seq, or
+	// ErrNotFound if there is none.
+	LastAuditCheckpoint(ctx context.Context) (AuditCheckpoint, error)
 
 	// Subscribe returns a channel that receives a value (coalesced, never
 	// blocking the writer) after every object write, delete or revocation, so

@@ -87,7 +87,8 @@ func (j *jwtIssuer) token(t *testing.T, claims map[string]any) string {
 // sees the new decision), explained by the CLI, rolled back in one command.
 func TestAuthorizationLifecycle(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, "authz.example")
+	metricsAddr := freeAddr(t)
+	s := startServer(t, "authz.example", "--metrics-listen", metricsAddr)
 	appAddr, appPort := echoApp(t)
 	s.apply(t, meshYAML(s.td, appPort))
 	iss := newJWTIssuer(t)
@@ -302,6 +303,34 @@ spec:
 	if audit := mustCLI(t, "audit", "tail", "--data-dir", s.dir); !strings.Contains(audit, "object.rollback") {
 		t.Errorf("rollback not in the audit log:\n%s", audit)
 	}
+
+	t.Run("server metrics", func(t *testing.T) {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, re := range []string{
+			`trustmesh_server_svids_issued_total\{kind="x509-svid"\} [1-9]`,
+			`trustmesh_server_connected_proxies 2`,
+			`trustmesh_server_snapshot_acks_total [1-9]`,
+			`trustmesh_server_push_ack_seconds_count [1-9]`,
+			`trustmesh_server_audit_chain_length [1-9]`,
+			`trustmesh_server_decision_events_total [1-9]`,
+		} {
+			if !regexp.MustCompile(re).Match(body) {
+				t.Errorf("server /metrics lacks %s", re)
+			}
+		}
+	})
+
+	t.Run("the audit chain verifies after all of it", func(t *testing.T) {
+		out := mustCLI(t, "audit", "verify", "--data-dir", s.dir)
+		if !strings.Contains(out, "chain intact") {
+			t.Errorf("audit verify: %s", out)
+		}
+	})
 
 	t.Run("bad input", func(t *testing.T) {
 		_, errOut, err := cli(t, "", "policy", "rollback", "orders-allow", "--to", "999999", "--data-dir", s.dir)

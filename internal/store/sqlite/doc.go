@@ -16,8 +16,14 @@
 //     in object_revisions; a delete removes the row and appends a tombstone
 //     that carries the last live Data, so a watcher reading Changes learns
 //     what was removed without another read.
-//   - join_tokens, nodes, issued, revocations and audit are plain tables;
-//     audit.seq is an AUTOINCREMENT key, so sequence numbers are never reused.
+//   - join_tokens, nodes, issued and revocations are plain tables.
+//   - audit is the hash-chained log (see package auditchain). audit.seq is an
+//     AUTOINCREMENT key and an append takes one more than the highest seq the
+//     table ever held (sqlite_sequence), so numbers are never reused and a
+//     record removed from the end leaves a gap the next append makes
+//     visible. Migration 2 added prev_hash and hash and chained the records
+//     that existed then, appending an auditchain.ActionChainStart record
+//     that says so. audit_checkpoints holds the signed checkpoints as given.
 //
 // Times are stored as integer Unix nanoseconds and returned in UTC; a zero
 // time.Time is stored as NULL. Times outside the int64 nanosecond range
@@ -27,9 +33,10 @@
 //
 // Writers never see SQLITE_BUSY from each other: every write goes through one
 // database/sql pool that holds a single connection, so writers queue in
-// process. A write of one statement (an audit record, a single issued
-// credential) is its own transaction; a write that reads before it writes (a
-// compare-and-swap, a join token's use) runs in a transaction that begins
+// process. A write of one statement (a single issued credential) is its own
+// transaction; a write that reads before it writes (a compare-and-swap, a
+// join token's use, an audit append, which reads the chain's head) runs in a
+// transaction that begins
 // IMMEDIATE, so it holds the write lock from its first read and its check
 // cannot go stale before its write. busy_timeout only covers another process
 // holding the file, such as an offline CLI command.

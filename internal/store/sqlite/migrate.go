@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/trustmesh/trustmesh/internal/store"
+	"github.com/trustmesh/trustmesh/internal/store/auditchain"
 )
 
 // A migration moves the schema from version-1 to version. Migrations are
@@ -14,11 +17,14 @@ import (
 // PostgreSQL store can mirror it with its own statements: the same list
 // shape, the same schema_version table, one transaction (there, behind a
 // transaction-scoped advisory lock, which serializes servers starting
-// together the way BEGIN IMMEDIATE does here).
+// together the way BEGIN IMMEDIATE does here). A migration that must
+// compute something SQL cannot (hashes) adds a run step, called after its
+// statements in the same transaction.
 type migration struct {
 	version int
 	name    string
 	stmts   []string
+	run     func(ctx context.Context, tx *sql.Tx, now time.Time) error
 }
 
 // migrations is the schema history of the SQLite store, oldest first.
@@ -95,6 +101,84 @@ var migrations = []migration{
 			)`,
 		},
 	},
+	{
+		version: 2,
+		name:    "audit hash chain and checkpoints",
+		stmts: []string{
+			`ALTER TABLE audit ADD COLUMN prev_hash TEXT NOT NULL DEFAULT ''`,
+			`ALTER TABLE audit ADD COLUMN hash TEXT NOT NULL DEFAULT ''`,
+			`CREATE TABLE audit_checkpoints (
+				seq       INTEGER PRIMARY KEY,
+				hash      TEXT    NOT NULL,
+				time_ns   INTEGER NOT NULL,
+				key_id    TEXT    NOT NULL,
+				signature BLOB    NOT NULL
+			)`,
+		},
+		run: chainExistingAudit,
+	},
+}
+
+// chainExistingAudit computes the hash chain over the records of a log
+// written before the chain existed, in seq order, and then appends a record
+// (action auditchain.ActionChainStart) saying so: the chain over those
+// records proves only that they were not changed after this upgrade. A log
+// without records gets no such record, and its chain is native from seq 1.
+func chainExistingAudit(ctx context.Context, tx *sql.Tx, now time.Time) error {
+	const page = 10_000
+	var (
+		prevSeq     int64
+		prevHash    = auditchain.Genesis
+		first, last int64
+	)
+	update, err := tx.PrepareContext(ctx, `UPDATE audit SET actor = ?, action = ?, object = ?, outcome = ?,
+		reason = ?, request_id = ?, prev_hash = ?, hash = ? WHERE seq = ?`)
+	if err != nil {
+		return fmt.Errorf("chain existing audit records: %w", err)
+	}
+	defer update.Close()
+	for {
+		recs, err := scanAudit(tx.QueryContext(ctx, `SELECT `+auditColumns+` FROM audit WHERE seq > ? ORDER BY seq LIMIT ?`, prevSeq, page))
+		if err != nil {
+			return fmt.Errorf("chain existing audit records after %d: %w", prevSeq, err)
+		}
+		for i := range recs {
+			r := &recs[i]
+			if err := auditchain.Link(prevHash, r); err != nil {
+				return fmt.Errorf("chain existing audit record %d: %w", r.Seq, err)
+			}
+			if _, err := update.ExecContext(ctx, r.Actor, r.Action, r.Object, r.Outcome, r.Reason, r.RequestID,
+				r.PrevHash, r.Hash, r.Seq); err != nil {
+				return fmt.Errorf("chain existing audit record %d: %w", r.Seq, err)
+			}
+			if first == 0 {
+				first = r.Seq
+			}
+			last, prevSeq, prevHash = r.Seq, r.Seq, r.Hash
+		}
+		if len(recs) < page {
+			break
+		}
+	}
+	if last == 0 {
+		return nil
+	}
+	marker := []store.AuditRecord{{
+		Time:    now,
+		Actor:   auditchain.ChainStartActor,
+		Action:  auditchain.ActionChainStart,
+		Outcome: "success",
+		Reason: fmt.Sprintf("records %d to %d were written before the audit hash chain and were chained by this upgrade: a change made to them before now cannot be detected",
+			first, last),
+	}}
+	head, err := readAuditHead(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if err := auditchain.Seal(head.seq, head.hash, marker); err != nil {
+		return err
+	}
+	return insertAudit(ctx, tx, marker)
 }
 
 // migrate brings the database up to the last of ms in one transaction: either
@@ -142,6 +226,11 @@ func migrate(ctx context.Context, db *sql.DB, ms []migration, now time.Time) (er
 	for _, m := range ms[current:] {
 		for _, stmt := range m.stmts {
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)
+			}
+		}
+		if m.run != nil {
+			if err := m.run(ctx, tx, now); err != nil {
 				return fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)
 			}
 		}

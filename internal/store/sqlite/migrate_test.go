@@ -49,9 +49,9 @@ func tableExists(t *testing.T, db *sql.DB, name string) bool {
 }
 
 var (
-	createA = migration{1, "a", []string{`CREATE TABLE a (x INTEGER)`}}
-	createB = migration{2, "b", []string{`CREATE TABLE b (x INTEGER)`}}
-	broken  = migration{2, "broken", []string{`CREATE TABLE b (x INTEGER)`, `NOT SQL`}}
+	createA = migration{version: 1, name: "a", stmts: []string{`CREATE TABLE a (x INTEGER)`}}
+	createB = migration{version: 2, name: "b", stmts: []string{`CREATE TABLE b (x INTEGER)`}}
+	broken  = migration{version: 2, name: "broken", stmts: []string{`CREATE TABLE b (x INTEGER)`, `NOT SQL`}}
 )
 
 func TestMigrate(t *testing.T) {

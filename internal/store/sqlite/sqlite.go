@@ -117,6 +117,22 @@ func open(ctx context.Context, path string) (_ *Store, err error) {
 	return s, nil
 }
 
+// absExisting resolves path, which must name an existing regular file.
+func absExisting(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return "", err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", abs)
+	}
+	return abs, nil
+}
+
 // dsn builds a file: URI, so that a path holding '?' or '%' is escaped rather
 // than read as parameters. SQLite ignores the underscore keys, which the
 // driver reads.
@@ -159,9 +175,7 @@ func (s *Store) prepare(ctx context.Context) error {
 		{&s.stmts.insertIssued, `INSERT INTO issued
 			(serial, spiffe_id, kind, node, authority, not_before_ns, not_after_ns)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`},
-		{&s.stmts.insertAudit, `INSERT INTO audit
-			(time_ns, actor, action, object, revision, outcome, reason, request_id)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&s.stmts.insertAudit, insertAuditSQL},
 	} {
 		stmt, err := s.wdb.PrepareContext(ctx, p.query)
 		if err != nil {

@@ -2,10 +2,6 @@ package storetest
 
 import (
 	"errors"
-	"fmt"
-	"slices"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -162,126 +158,6 @@ func testRevocations(t *testing.T, s store.Store) {
 	}
 	if got, err := s.ListRevocations(ctx); err != nil || len(got) != 2 {
 		t.Errorf("ListRevocations after rejected adds: got %d and error %v, want 2", len(got), err)
-	}
-}
-
-func testAuditRoundTrip(t *testing.T, s store.Store) {
-	ctx := t.Context()
-	rec := store.AuditRecord{
-		Time: base, Actor: "admin:alice", Action: "object.put", Object: "Service/prod/web",
-		Revision: 7, Outcome: "success", Reason: "change 42", RequestID: "req-1",
-	}
-	seq, err := s.AppendAudit(ctx, rec)
-	if err != nil {
-		t.Fatalf("AppendAudit: %v", err)
-	}
-	if seq != 1 {
-		t.Errorf("first Seq: got %d, want 1", seq)
-	}
-
-	// A record without a time is stamped by the store.
-	before := time.Now()
-	seq, err = s.AppendAudit(ctx, store.AuditRecord{Actor: "spiffe://example.org/node/a", Action: "node.attest", Outcome: "denied"})
-	after := time.Now()
-	if err != nil {
-		t.Fatalf("AppendAudit without time: %v", err)
-	}
-	if seq != 2 {
-		t.Errorf("second Seq: got %d, want 2", seq)
-	}
-
-	got, err := s.ListAudit(ctx, 0, 0)
-	if err != nil {
-		t.Fatalf("ListAudit: %v", err)
-	}
-	if len(got) != 2 {
-		t.Fatalf("ListAudit: got %d records, want 2", len(got))
-	}
-	rec.Seq = 1
-	if diff := cmp.Diff(rec, got[0]); diff != "" {
-		t.Errorf("record 1 (-want +got):\n%s", diff)
-	}
-	checkUTC(t, "Time", got[0].Time)
-	if tm := got[1].Time; tm.Before(before.Truncate(time.Microsecond)) || tm.After(after) {
-		t.Errorf("stamped Time: got %v, want between %v and %v", tm, before, after)
-	}
-}
-
-func testAuditConcurrent(t *testing.T, s store.Store) {
-	const (
-		writers = 16
-		each    = 20
-		total   = writers * each
-	)
-	ctx := t.Context()
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		seqs []int64
-	)
-	for w := range writers {
-		wg.Go(func() {
-			for i := range each {
-				seq, err := s.AppendAudit(ctx, store.AuditRecord{
-					Time: base, Actor: fmt.Sprint("writer-", w), Action: "test", Object: strconv.Itoa(i), Outcome: "success",
-				})
-				if err != nil {
-					t.Errorf("writer %d: AppendAudit: %v", w, err)
-					return
-				}
-				mu.Lock()
-				seqs = append(seqs, seq)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-
-	slices.Sort(seqs)
-	want := make([]int64, total)
-	for i := range want {
-		want[i] = int64(i + 1)
-	}
-	if diff := cmp.Diff(want, seqs); diff != "" {
-		t.Fatalf("returned Seqs are not 1..%d (-want +got):\n%s", total, diff)
-	}
-
-	recs, err := s.ListAudit(ctx, 0, 0)
-	if err != nil {
-		t.Fatalf("ListAudit: %v", err)
-	}
-	got := make([]int64, len(recs))
-	for i, r := range recs {
-		got[i] = r.Seq
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("listed Seqs (-want +got):\n%s", diff)
-	}
-
-	for _, tc := range []struct {
-		name         string
-		after        int64
-		limit        int
-		first, count int64
-	}{
-		{"page", 100, 10, 101, 10},
-		{"tail", total - 3, 0, total - 2, 3},
-		{"past the end", total, 5, 0, 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			recs, err := s.ListAudit(ctx, tc.after, tc.limit)
-			if err != nil {
-				t.Fatalf("ListAudit(%d, %d): %v", tc.after, tc.limit, err)
-			}
-			if int64(len(recs)) != tc.count {
-				t.Fatalf("ListAudit(%d, %d): got %d records, want %d", tc.after, tc.limit, len(recs), tc.count)
-			}
-			for i, r := range recs {
-				if want := tc.first + int64(i); r.Seq != want {
-					t.Errorf("record %d: got Seq %d, want %d", i, r.Seq, want)
-				}
-			}
-		})
 	}
 }
 

@@ -1,7 +1,8 @@
 // Package storetest is the conformance suite every store.Store
 // implementation passes, so that callers can rely on the same semantics from
 // SQLite and PostgreSQL: revisions, compare-and-swap, history, single-use
-// join tokens, gapless audit sequences and change notification.
+// join tokens, a gapless and linear audit hash chain, audit checkpoints and
+// change notification.
 //
 // An implementation's test calls Run with a function that opens a new, empty
 // store for one subtest.
@@ -49,7 +50,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"issued records", testIssued},
 		{"revocations", testRevocations},
 		{"audit record round trip", testAuditRoundTrip},
+		{"audit batch append", testAuditBatch},
+		{"audit strings are stored as valid UTF-8", testAuditInvalidUTF8},
 		{"audit appends are gapless under concurrency", testAuditConcurrent},
+		{"audit chain stays linear under concurrent batches", testAuditChainConcurrent},
+		{"audit checkpoints", testAuditCheckpoints},
 		{"subscribe", testSubscribe},
 		{"close twice", testCloseTwice},
 	} {
