@@ -125,7 +125,7 @@ func (in *inbound) authorizeHTTP(w http.ResponseWriter, r *http.Request, pr *pee
 	v := p.view.Load()
 	m = reqMeta{dir: dirInbound, service: in.spec.App, mesh: pr != nil, destination: v.selfID(), decision: "deny", grpc: isGRPC(r), span: span}
 	if pr != nil {
-		m.source = pr.idS
+		m.source, m.tlsGroup = pr.idS, pr.group
 	}
 	span.SetIdentity(m.source, m.destination)
 	var host string

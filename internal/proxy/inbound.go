@@ -200,7 +200,7 @@ func (in *inbound) passthrough(c net.Conn, t *trackedConn) {
 	rx, tx := splice(c, app, tcpIdleTimeout)
 	m := reqMeta{dir: dirInbound, service: in.spec.App, mesh: t.peer != nil, destination: p.view.Load().selfID(), decision: "allow"}
 	if t.peer != nil {
-		m.source = t.peer.idS
+		m.source, m.tlsGroup = t.peer.idS, t.peer.group
 	}
 	p.observeTCP(m, rx, tx)
 	if p.view.Load().tapping() {

@@ -31,6 +31,8 @@ type reqMeta struct {
 	policy string
 	// span is the request's trace span (a no-op when tracing is off).
 	span tracing.Span
+	// tlsGroup is the mesh hop's key exchange group, "" for plaintext.
+	tlsGroup string
 }
 
 // observeRequest records a request known only by direction and service
@@ -76,7 +78,7 @@ func (p *Proxy) observe(m reqMeta, code int, start time.Time) {
 func (p *Proxy) observeTCP(m reqMeta, rx, tx int64) {
 	if p.cfg.AccessLog != nil {
 		p.cfg.AccessLog.Log(&accesslog.Entry{Time: time.Now(), Direction: m.dir, Protocol: "TCP", SourceID: m.source, DestinationID: m.destination,
-			Service: m.service, BytesIn: rx, BytesOut: tx, Decision: m.decision})
+			Service: m.service, BytesIn: rx, BytesOut: tx, Decision: m.decision, TLSGroup: m.tlsGroup})
 	}
 	if p.metrics.istio {
 		full := istioValues(m, "tcp")
@@ -153,7 +155,7 @@ func isGRPC(r *http.Request) bool {
 // accessLog writes the request's access-log line.
 func (p *Proxy) accessLog(m *reqMeta, code int, start time.Time, d time.Duration) {
 	e := accesslog.Entry{Time: start, Direction: m.dir, Protocol: "HTTP/1.1", SourceID: m.source, DestinationID: m.destination,
-		Service: m.service, Status: code, Duration: d, Decision: m.decision, Policy: m.policy, Reason: m.reason}
+		Service: m.service, Status: code, Duration: d, Decision: m.decision, Policy: m.policy, Reason: m.reason, TLSGroup: m.tlsGroup}
 	if m.req != nil {
 		if m.req.ProtoMajor == 2 {
 			e.Protocol = "HTTP/2"

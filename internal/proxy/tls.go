@@ -50,6 +50,8 @@ type peer struct {
 	idS  string // id.String(), computed once per connection
 	leaf *x509.Certificate
 	sni  string // the TLS server name the peer sent (inbound), for connection.sni
+	// group is the negotiated key exchange group, for access logs.
+	group string
 }
 
 // refusal is a peer verification failure with its metric reason.
@@ -113,7 +115,7 @@ func peerFromState(cs tls.ConnectionState) (*peer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &peer{id: id, idS: id.String(), leaf: cs.PeerCertificates[0], sni: cs.ServerName}, nil
+	return &peer{id: id, idS: id.String(), leaf: cs.PeerCertificates[0], sni: cs.ServerName, group: groupName(cs.CurveID)}, nil
 }
 
 // observeHandshake records a completed handshake's negotiated group.

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/trustmesh/trustmesh/internal/store"
 )
@@ -17,8 +18,9 @@ import (
 // flight becomes the leader and writes batches until none are pending.
 type issuedLog struct {
 	st store.Store
-	// onCommit, if set, is told about every committed batch (metrics).
-	onCommit func([]store.Issued)
+	// onCommit, if set, is told about every committed batch and how long
+	// the write took (metrics).
+	onCommit func([]store.Issued, time.Duration)
 	mu       sync.Mutex
 	writing  bool
 	next     *issuedBatch // accumulating while a write is in flight
@@ -58,9 +60,10 @@ func (l *issuedLog) record(ctx context.Context, recs []store.Issued) error {
 		b := l.next
 		l.next = &issuedBatch{done: make(chan struct{})}
 		l.mu.Unlock()
+		start := time.Now()
 		b.err = l.st.RecordIssued(wctx, b.recs)
 		if b.err == nil && l.onCommit != nil {
-			l.onCommit(b.recs)
+			l.onCommit(b.recs, time.Since(start))
 		}
 		close(b.done)
 		l.mu.Lock()

@@ -55,11 +55,13 @@ func (m *serverMetrics) registerChainLength(st store.Store) {
 	}))
 }
 
-// countIssued counts committed issued-credential records.
-func (m *serverMetrics) countIssued(recs []store.Issued) {
+// countIssued counts committed issued-credential records and times the
+// write.
+func (m *serverMetrics) countIssued(recs []store.Issued, d time.Duration) {
 	for _, r := range recs {
 		m.issued.WithLabelValues(r.Kind).Inc()
 	}
+	m.storeOps.WithLabelValues("issued").Observe(d.Seconds())
 }
 
 // observeStore times one store write.

@@ -191,7 +191,7 @@ spec:
 			lines = string(b)
 			return strings.Contains(lines, `"path":"/admin/users"`)
 		})
-		for _, want := range []string{`"direction":"inbound"`, `"source_id":"spiffe://authz.example/ns/default/sa/frontend"`, `"status":403`, `"decision":"deny"`, `"reason":"deny-policy"`, `"policy":"default/deny-admin"`, `"decision":"allow"`} {
+		for _, want := range []string{`"direction":"inbound"`, `"source_id":"spiffe://authz.example/ns/default/sa/frontend"`, `"status":403`, `"decision":"deny"`, `"reason":"deny-policy"`, `"policy":"default/deny-admin"`, `"decision":"allow"`, `"tls_group":"X25519MLKEM768"`} {
 			if !strings.Contains(lines, want) {
 				t.Errorf("access log lacks %s:\n%s", want, lines)
 			}
