@@ -95,6 +95,21 @@ otherwise (its live heap is small, so the default 100 collects far too often).`,
 			if cfg.Paths, err = pathOptions(encSlashes, backslashes, pathParams, keepSlashes, lowercase); err != nil {
 				return err
 			}
+			// Checked before waiting for an identity, like every flag.
+			if metricsNaming != proxy.NamingTrustmesh && metricsNaming != proxy.NamingIstio {
+				return fmt.Errorf("--metrics-naming %q: want %s or %s", metricsNaming, proxy.NamingTrustmesh, proxy.NamingIstio)
+			}
+			if cacheSize < 0 {
+				return fmt.Errorf("--authz-cache-size %d: want 0 (off) or a number of entries", cacheSize)
+			}
+			if accessLog != "" {
+				al, err := accesslog.New(accesslog.Config{Path: accessLog, Logger: log})
+				if err != nil {
+					return fmt.Errorf("--access-log: %w", err)
+				}
+				defer al.Close()
+				cfg.AccessLog = al
+			}
 			for _, in := range inbound {
 				spec, err := proxy.ParseInbound(in)
 				if err != nil {
@@ -142,14 +157,6 @@ otherwise (its live heap is small, so the default 100 collects far too often).`,
 			}
 			log.Info("identity received", "spiffe_id", svid.ID, "expires", svid.Certificates[0].NotAfter)
 			cfg.Source, cfg.TrustDomain = source, svid.ID.TrustDomain()
-			if accessLog != "" {
-				al, err := accesslog.New(accesslog.Config{Path: accessLog, Logger: log})
-				if err != nil {
-					return fmt.Errorf("--access-log: %w", err)
-				}
-				defer al.Close()
-				cfg.AccessLog = al
-			}
 			tracer, err := tracing.New(ctx, tracing.Config{Endpoint: otlpEndpoint, Insecure: otlpInsecure, ServiceName: svid.ID.String(), Logger: log})
 			if err != nil {
 				return fmt.Errorf("--otlp-endpoint: %w", err)
