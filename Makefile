@@ -14,7 +14,7 @@ PROTOC_GEN_GO      := $(TOOLS)/protoc-gen-go-$(PROTOC_GEN_GO_VERSION)/protoc-gen
 PROTOC_GEN_GO_GRPC := $(TOOLS)/protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)/protoc-gen-go-grpc
 PROTOS := $(shell find api -name '*.proto')
 
-.PHONY: all build demo test unit e2e lint generate check-generated bench fuzz clean
+.PHONY: all build demo test unit e2e lint generate check-generated bench bench-smoke fuzz clean
 
 all: build
 
@@ -64,9 +64,15 @@ generate: $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC)
 check-generated: generate
 	@git diff --exit-code -- api/ || (echo "api/ is stale: run make generate and commit the result"; exit 1)
 
-## bench: Go benchmarks (figures, not pass/fail): CA, store, audit chain, issuance, proxy, policy engine vs OPA, path normalization.
+## bench: Go benchmarks (figures, not pass/fail): CA, store, audit chain, issuance, proxy, policy engine vs OPA, path normalization;
+## then bench/run.sh: direct vs trustmesh vs HAProxy with fortio, report in bench/results/ (BENCH_SECONDS=30 per run).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/ca/ ./internal/store/sqlite/ ./internal/store/auditchain/ ./internal/audit/ ./internal/server/ ./internal/proxy/ ./internal/policy/authz/ ./internal/policy/rego/ ./internal/httpnorm/ ./test/e2e/
+	bench/run.sh
+
+## bench-smoke: bench/run.sh with 2 s per run (checks the harness, not the figures; not part of make test).
+bench-smoke:
+	BENCH_SECONDS=2 bench/run.sh
 
 ## fuzz: run every fuzz target briefly (FUZZTIME=30s to change).
 FUZZTIME ?= 15s
