@@ -131,7 +131,7 @@ bg agent "$TM" agent --server 127.0.0.1:$((P+43)) --join-token "$tok" --trust-bu
 wait_for "[ -S $work/a.sock ]" "trustmesh agent" agent server
 
 # --- trustmesh proxies --------------------------------------------------------
-GOMAXPROCS=$THREADS bg inbound "$TM" proxy --socket "$work/a.sock" --server 127.0.0.1:$((P+43)) --spiffe-id spiffe://$TD/echo --inbound 127.0.0.1:$((P+11))=127.0.0.1:$((P+1)) --admin 127.0.0.1:$((P+31)) --log-level warn
+GOMAXPROCS=$THREADS bg inbound "$TM" proxy --socket "$work/a.sock" --server 127.0.0.1:$((P+43)) --spiffe-id spiffe://$TD/echo --inbound 127.0.0.1:$((P+11))=127.0.0.1:$((P+1)) --admin 127.0.0.1:$((P+31)) --log-level warn --pprof
 GOMAXPROCS=$THREADS bg outbound "$TM" proxy --socket "$work/a.sock" --server 127.0.0.1:$((P+43)) --spiffe-id spiffe://$TD/client --outbound 127.0.0.1:$((P+21))=echo:80 --admin 127.0.0.1:$((P+32)) --log-level warn
 wait_for "curl -sf http://127.0.0.1:$((P+31))/ready && curl -sf http://127.0.0.1:$((P+32))/ready" "trustmesh proxies" inbound outbound agent
 wait_for "curl -sf http://127.0.0.1:$((P+31))/config_dump | grep -q bench-echo && curl -sf http://127.0.0.1:$((P+31))/config_dump | grep -q bench-deny-admin" "the policies in the inbound proxy" inbound
@@ -252,10 +252,35 @@ for shape in ${SHAPES//,/ }; do
   done
 done
 
+# --- profile -------------------------------------------------------------------
+# A CPU profile of the inbound trustmesh proxy under shape c's load (pprof on
+# its admin port), so the report names where the proxy's time goes.
+PROFILE=${BENCH_PROFILE:-1}
+if [ "$PROFILE" = 1 ]; then
+  psecs=$(( SECS < 10 ? SECS : 10 ))
+  say "profiling the inbound proxy for ${psecs} s under max load (BENCH_PROFILE=0 to skip)"
+  ( fload "$work/profile-load.json" "$((psecs + 2))" c "${url[trustmesh]}" >"$work/profile-load.txt" 2>&1 || true ) &
+  loadpid=$!
+  sleep 1
+  if curl -sf -o "$work/inbound.pprof" "http://127.0.0.1:$((P+31))/debug/pprof/profile?seconds=$psecs"; then
+    go tool pprof -top -nodecount 25 "$TM" "$work/inbound.pprof" >"$work/profile-flat.txt" 2>/dev/null || true
+    go tool pprof -top -cum -nodecount 40 "$TM" "$work/inbound.pprof" >"$work/profile-cum.txt" 2>/dev/null || true
+  else
+    notes+=("profile: could not fetch /debug/pprof/profile from the inbound proxy")
+  fi
+  wait "$loadpid" || true
+fi
+
 # --- report -------------------------------------------------------------------
 groups=$(curl -s http://127.0.0.1:$((P+32))/metrics | grep '^trustmesh_tls_handshakes_total' | tr '\n' ' ' || true)
 stamp=$(date -u +%Y-%m-%d-%H%M%S)
 mkdir -p "$RESULTS"
+if [ -s "$work/profile-flat.txt" ]; then
+  { echo "CPU profile of the inbound trustmesh proxy under shape c (max throughput, 16 connections), $psecs s"; echo
+    echo "== flat"; cat "$work/profile-flat.txt"; echo; echo "== cumulative"; cat "$work/profile-cum.txt"; } >"$RESULTS/$stamp-profile.txt"
+  top3=$(sed -n '/flat%/,$p' "$work/profile-flat.txt" | sed -n '2,4p' | awk '{printf "%s%s %s", (NR>1?"; ":""), $NF, $2}')
+  notes+=("profile of the inbound proxy under max load: top flat entries $top3 (full listing: $stamp-profile.txt)")
+fi
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || commit+=" (with uncommitted changes)"
 "$work/report" -runs "$runs" -out "$RESULTS/$stamp" -clk-tck "$tck" \

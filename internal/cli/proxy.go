@@ -40,7 +40,7 @@ func newProxyCmd(s *streams) *cobra.Command {
 		cacheSize                              int
 		metricsNaming                          string
 		accessLog, otlpEndpoint                string
-		otlpInsecure                           bool
+		otlpInsecure, pprofOn                  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy",
@@ -91,7 +91,7 @@ otherwise (its live heap is small, so the default 100 collects far too often).`,
 				// (BenchmarkHTTPThroughProxies), for ~15 MB more heap at most.
 				debug.SetGCPercent(proxyGCPercent)
 			}
-			cfg := proxy.Config{Admin: admin, HTTPProxy: httpProxy, Logger: log, AuthzCacheSize: cacheSize, MetricsNaming: metricsNaming}
+			cfg := proxy.Config{Admin: admin, HTTPProxy: httpProxy, Logger: log, AuthzCacheSize: cacheSize, MetricsNaming: metricsNaming, Pprof: pprofOn}
 			if cfg.Paths, err = pathOptions(encSlashes, backslashes, pathParams, keepSlashes, lowercase); err != nil {
 				return err
 			}
@@ -203,6 +203,7 @@ otherwise (its live heap is small, so the default 100 collects far too often).`,
 	f.StringVar(&accessLog, "access-log", "", "write a JSON line per request and TCP connection to this file (rotated at 100 MB, 5 kept; - for standard output)")
 	f.StringVar(&otlpEndpoint, "otlp-endpoint", "", "send OpenTelemetry traces (one span per request, W3C trace context) to this OTLP/gRPC HOST:PORT")
 	f.BoolVar(&otlpInsecure, "otlp-insecure", false, "talk to the OTLP endpoint without TLS (a local collector)")
+	f.BoolVar(&pprofOn, "pprof", false, "serve Go's profiler on the admin listener (/debug/pprof/), for performance work")
 	f.StringVar(&metricsNaming, "metrics-naming", proxy.NamingTrustmesh, "metric names on /metrics: trustmesh (trustmesh_*) or istio (istio_requests_total and Istio's standard labels, for existing dashboards and Kiali)")
 	f.IntVar(&cacheSize, "authz-cache-size", 0, "entries of the authorization decision cache (0: off); helps large rule sets without paths or exact principals")
 	f.BoolVar(&lowercase, "path-lowercase", false, "lowercase paths (for case-insensitive apps; the app receives the lowercased path)")

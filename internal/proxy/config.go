@@ -77,6 +77,8 @@ type Config struct {
 	// Tracer, if set and enabled, makes a span per proxied request (W3C
 	// trace context in and out). The caller shuts it down.
 	Tracer *tracing.Tracer
+	// Pprof serves Go's /debug/pprof/ on the admin listener.
+	Pprof bool
 	// MetricsNaming is NamingTrustmesh (the default, "") or NamingIstio:
 	// Istio's standard request and TCP metrics (istio_requests_total,
 	// istio_request_duration_milliseconds, istio_tcp_*) and labels, for
