@@ -271,10 +271,28 @@ if [ "$PROFILE" = 1 ]; then
   wait "$loadpid" || true
 fi
 
+# --- policy engine -----------------------------------------------------------------
+# The Go benchmarks of the authorization engine and of the same decisions in
+# embedded OPA, at 10 to 10,000 rules (single-decision p50 from each).
+say "policy engine vs OPA at 10 to 10,000 rules (Go benchmarks)"
+if go test -run '^$' -bench 'BenchmarkEvaluate$|BenchmarkOPA$' -benchtime "${BENCH_GO_TIME:-1s}" ./internal/policy/authz/ >"$work/policy-bench.txt" 2>&1; then
+  policy=$(awk '/^Benchmark(Evaluate|OPA)\/rules=/ {
+      split($1, a, "[/=-]"); kind = a[1]; n = a[3]
+      for (i = 2; i < NF; i++) if ($(i+1) == "p50-ns") p50[kind, n] = $i
+      if (!(n in seen)) { seen[n] = 1; order[++m] = n } }
+    END { for (i = 1; i <= m; i++) { n = order[i]; e = p50["BenchmarkEvaluate", n]; o = p50["BenchmarkOPA", n]
+        printf "%s%s rules: %s ns vs OPA %s ns (%.0fx)", (i > 1 ? "; " : ""), n, e, o, (e > 0 ? o / e : 0) } }' "$work/policy-bench.txt")
+  notes+=("policy engine, p50 of one decision (Go benchmarks, this run): $policy")
+  cp "$work/policy-bench.txt" "$work/policy-bench.keep"
+else
+  notes+=("policy engine benchmarks failed: $(tail -n 1 "$work/policy-bench.txt")")
+fi
+
 # --- report -------------------------------------------------------------------
 groups=$(curl -s http://127.0.0.1:$((P+32))/metrics | grep '^trustmesh_tls_handshakes_total' | tr '\n' ' ' || true)
 stamp=$(date -u +%Y-%m-%d-%H%M%S)
 mkdir -p "$RESULTS"
+[ -s "$work/policy-bench.keep" ] && cp "$work/policy-bench.keep" "$RESULTS/$stamp-policy-bench.txt"
 if [ -s "$work/profile-flat.txt" ]; then
   { echo "CPU profile of the inbound trustmesh proxy under shape c (max throughput, 16 connections), $psecs s"; echo
     echo "== flat"; cat "$work/profile-flat.txt"; echo; echo "== cumulative"; cat "$work/profile-cum.txt"; } >"$RESULTS/$stamp-profile.txt"
