@@ -355,7 +355,7 @@ mkdir -p "$RESULTS"
 if [ -s "$work/profile-flat.txt" ]; then
   { echo "CPU profile of the inbound trustmesh proxy under shape c (max throughput, 16 connections), $psecs s"; echo
     echo "== flat"; cat "$work/profile-flat.txt"; echo; echo "== cumulative"; cat "$work/profile-cum.txt"; } >"$RESULTS/$stamp-profile.txt"
-  top3=$(sed -n '/flat%/,$p' "$work/profile-flat.txt" | sed -n '2,4p' | awk '{printf "%s%s %s", (NR>1?"; ":""), $NF, $2}')
+  top3=$(sed -n '/flat%/,$p' "$work/profile-flat.txt" | sed -n '2,4p' | awk '{printf "%s%s %s", (NR>1?"; ":""), $6, $2}')
   notes+=("profile of the inbound proxy under max load: top flat entries $top3 (full listing: $stamp-profile.txt)")
 fi
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
