@@ -17,20 +17,22 @@ P=${DEMO_PORT_BASE:-18000}   # ports P+0 .. P+99 on 127.0.0.1
 NODE=127.0.0.1:$((P+43)) ADMIN=127.0.0.1:$((P+44))
 work=$(mktemp -d /tmp/trustmesh-demo.XXXXXX)
 pids=()
+keep_logs=false
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$work"
+  $keep_logs || rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 say()  { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 ok()   { printf '   \033[32mok\033[0m  %s\n' "$*"; }
-fail() { printf '   \033[31mFAILED\033[0m  %s\n' "$*" >&2; echo "logs in $work" >&2; trap - EXIT; exit 1; }
+# On failure every process is still stopped; only the logs are kept.
+fail() { printf '   \033[31mFAILED\033[0m  %s\n' "$*" >&2; echo "logs in $work" >&2; keep_logs=true; exit 1; }
 wait_for() { # wait_for CHECK-COMMAND WHAT
   for _ in $(seq 1 150); do eval "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "demo: $2 did not come up; logs:" >&2; tail -n 20 "$work"/*.log >&2; trap - EXIT; exit 1
+  echo "demo: $2 did not come up; logs in $work:" >&2; tail -n 20 "$work"/*.log >&2; keep_logs=true; exit 1
 }
 bg() { # bg NAME CMD...: run in the background, logging to $work/NAME.log
   local name=$1; shift
