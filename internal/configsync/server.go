@@ -84,6 +84,9 @@ type Server struct {
 	version atomic.Uint64
 	dirty   chan struct{}
 	tap     atomic.Bool // proxies send request summaries (see SetTap)
+
+	sharedMu sync.Mutex
+	shared   *shared // the current generation's common snapshot part
 	metrics *hubMetrics // nil until RegisterMetrics
 
 	settled time.Time // first pushes wait until then (see ServerConfig.Settle)
@@ -295,7 +298,8 @@ func (s *Server) Stream(stream configsyncv1.ConfigSync_StreamServer) error {
 		s.mu.Lock()
 		gen := s.gen
 		s.mu.Unlock()
-		snap := Compute(s.world.Load(), s.proxyInfos(), s.info(c))
+		sh := s.sharedFor(gen)
+		snap := computeWith(sh.world, sh.services, s.info(c))
 		snap.Tap = s.tap.Load()
 		if last == nil || !proto.Equal(last, snap) {
 			last = proto.Clone(snap).(*configsyncv1.Snapshot)
@@ -318,6 +322,29 @@ func (s *Server) Stream(stream configsyncv1.ConfigSync_StreamServer) error {
 		case <-gen:
 		}
 	}
+}
+
+// shared is what every stream's snapshot has in common within one
+// generation: the world and the services with their endpoints. Every input
+// change (world, proxy set, readiness) starts a new generation, so a value
+// computed for a generation is right for all its streams.
+type shared struct {
+	gen      chan struct{}
+	world    *World
+	services []*configsyncv1.Service
+}
+
+// sharedFor returns the common part for generation gen, computing it once.
+func (s *Server) sharedFor(gen chan struct{}) *shared {
+	s.sharedMu.Lock()
+	defer s.sharedMu.Unlock()
+	w := s.world.Load()
+	if sh := s.shared; sh != nil && sh.gen == gen && sh.world == w {
+		return sh
+	}
+	sh := &shared{gen: gen, world: w, services: ComputeServices(w, s.proxyInfos())}
+	s.shared = sh
+	return sh
 }
 
 // settle waits until every expected proxy has reconnected, or the settle
