@@ -86,8 +86,8 @@ type Server struct {
 	tap     atomic.Bool // proxies send request summaries (see SetTap)
 
 	sharedMu sync.Mutex
-	shared   *shared // the current generation's common snapshot part
-	metrics *hubMetrics // nil until RegisterMetrics
+	shared   *shared     // the current generation's common snapshot part
+	metrics  *hubMetrics // nil until RegisterMetrics
 
 	settled time.Time // first pushes wait until then (see ServerConfig.Settle)
 
