@@ -292,7 +292,7 @@ func (p *Proxy) recordDecision(ctx context.Context, d *authz.Decision, pr *peer,
 	if d.Audited {
 		p.decisionEvent(ctx, ev("audit", &d.Audit))
 	}
-	if d.HasShadow && (d.Shadow.Allowed != d.Allowed || (d.Shadow.Policy != nil && d.Shadow.Policy.DryRun)) {
+	if d.ShadowWorthRecording() {
 		what := "dry-run-allow"
 		if !d.Shadow.Allowed {
 			what = "dry-run-deny"

@@ -108,6 +108,13 @@ type Decision struct {
 	Shadow    Outcome
 }
 
+// ShadowWorthRecording reports whether the dry-run decision says something
+// the enforced one does not: a different outcome, or a dry-run policy that
+// decided. Proxies record exactly these; explain shows them.
+func (d *Decision) ShadowWorthRecording() bool {
+	return d.HasShadow && (d.Shadow.Allowed != d.Allowed || (d.Shadow.Policy != nil && d.Shadow.Policy.DryRun))
+}
+
 // Engine decides requests for one workload from the policies that apply
 // to it. It is immutable and safe for concurrent use.
 type Engine struct {

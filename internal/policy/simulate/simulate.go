@@ -209,7 +209,7 @@ func Explain(ctx context.Context, world Input, req *Request) (*Result, error) {
 	if d.Audited {
 		resp.Audited = d.Audit.Policy.String()
 	}
-	if d.HasShadow && (d.Shadow.Allowed != d.Allowed || (d.Shadow.Policy != nil && d.Shadow.Policy.DryRun)) {
+	if d.ShadowWorthRecording() {
 		verdict := "DENY"
 		if d.Shadow.Allowed {
 			verdict = "ALLOW"
