@@ -26,13 +26,13 @@ demo: build
 	./scripts/demo.sh
 
 ## test: the whole suite: lint, generated code check, unit and end-to-end tests.
-test: lint check-generated
+test: test-deps lint check-generated
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-unit:
+unit: test-deps
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/e2e)
 
-e2e:
+e2e: test-deps
 	$(GO) test -race -count=1 -v -timeout 15m ./test/e2e/...
 
 lint: $(GOLANGCI_LINT)
@@ -41,6 +41,12 @@ lint: $(GOLANGCI_LINT)
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
 	$(GOLANGCI_LINT) run ./...
+
+## test-deps: install what the tests need besides Go modules: PostgreSQL's server
+## (its binaries live in /usr/lib/postgresql/N/bin, off PATH), for the postgres store's tests.
+.PHONY: test-deps
+test-deps:
+	./scripts/ensure-packages.sh '/usr/lib/postgresql/*/bin/initdb:postgresql'
 
 $(GOLANGCI_LINT):
 	GOBIN=$(dir $@) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)

@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# ensure-packages.sh CMD:PACKAGE...: install Debian packages whose command is
-# missing. Runs apt-get update once, only when something must be installed.
+# ensure-packages.sh CHECK:PACKAGE...: install Debian packages that are
+# missing. CHECK is a command looked up on PATH or, if it holds a '/', a path
+# glob that must match a file (for binaries off PATH, such as
+# '/usr/lib/postgresql/*/bin/initdb'). Runs apt-get update once, only when
+# something must be installed.
 set -euo pipefail
 missing=()
 for pair in "$@"; do
-  cmd=${pair%%:*} pkg=${pair#*:}
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+  check=${pair%%:*} pkg=${pair#*:}
+  if [[ $check == */* ]]; then
+    compgen -G "$check" >/dev/null || missing+=("$pkg")
+  else
+    command -v "$check" >/dev/null 2>&1 || missing+=("$pkg")
+  fi
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 sudo=""

@@ -26,12 +26,15 @@ import (
 	"github.com/trustmesh/trustmesh/internal/attest"
 	"github.com/trustmesh/trustmesh/internal/ca"
 	"github.com/trustmesh/trustmesh/internal/datadir"
+	"github.com/trustmesh/trustmesh/internal/serveraddr"
 )
 
 // Config configures an agent.
 type Config struct {
-	// ServerAddr is the server's node API, host:port.
-	ServerAddr string
+	// ServerAddrs are the server's node API, HOST:PORT each: one address,
+	// or the replicas of the control plane to fail over between (a
+	// comma-separated entry counts as several; see serveraddr.Parse).
+	ServerAddrs []string
 	// JoinToken is needed only for the first join (or after the saved node
 	// SVID expired or was revoked).
 	JoinToken string
@@ -74,7 +77,7 @@ func (a *Agent) nc() nodev1.NodeClient { return a.conn.Load().client }
 // redial replaces the connection; calls and streams on the old one end and
 // are retried by their owners.
 func (a *Agent) redial() error {
-	conn, err := dial(a.cfg.ServerAddr, a.creds)
+	conn, err := dial(a.cfg.ServerAddrs, a.creds)
 	if err != nil {
 		return err
 	}
@@ -86,9 +89,12 @@ func (a *Agent) redial() error {
 
 // New validates cfg and prepares the agent; it does not contact the server.
 func New(cfg Config) (*Agent, error) {
+	addrs, err := serveraddr.Parse(cfg.ServerAddrs...)
+	if err != nil {
+		return nil, fmt.Errorf("--server: %w", err)
+	}
+	cfg.ServerAddrs = addrs
 	switch {
-	case cfg.ServerAddr == "":
-		return nil, errors.New("--server is required (the server's node API, e.g. 127.0.0.1:8443)")
 	case cfg.DataDir == "":
 		return nil, errors.New("--data-dir is required")
 	case cfg.SocketPath == "":
@@ -279,6 +285,7 @@ func (a *Agent) syncLoop(ctx context.Context, out chan *nodev1.SyncResponse) err
 	for ctx.Err() == nil {
 		stream, err := a.nc().Sync(ctx, &nodev1.SyncRequest{})
 		if err == nil {
+			a.log.Info("sync stream open", "server", serveraddr.FromContext(stream.Context()))
 			for {
 				var msg *nodev1.SyncResponse
 				msg, err = stream.Recv()

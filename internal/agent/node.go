@@ -21,12 +21,11 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/keepalive"
 
 	nodev1 "github.com/trustmesh/trustmesh/api/node/v1"
 	"github.com/trustmesh/trustmesh/internal/atomicfile"
+	"github.com/trustmesh/trustmesh/internal/serveraddr"
 )
 
 // Files in the agent's data dir. Only the node's own credential is kept on
@@ -104,18 +103,12 @@ func (n *nodeCreds) tlsConfig() *tls.Config {
 	}
 }
 
-func dial(addr string, n *nodeCreds) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(credentials.NewTLS(n.tlsConfig())),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
-		// gRPC's own reconnect backoff defaults to up to 120 s, during which
-		// calls fail fast with the last error: keep it short so the agent is
-		// back within seconds of a control-plane restart.
-		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
-			MinConnectTimeout: 5 * time.Second}),
-	)
+// dial connects to the server: any of addrs, failing over between them
+// (package serveraddr).
+func dial(addrs []string, n *nodeCreds) (*grpc.ClientConn, error) {
+	conn, err := serveraddr.Dial(serveraddr.Config{Addrs: addrs, Credentials: credentials.NewTLS(n.tlsConfig())})
 	if err != nil {
-		return nil, fmt.Errorf("dial server %s: %w", addr, err)
+		return nil, fmt.Errorf("dial server: %w", err)
 	}
 	return conn, nil
 }

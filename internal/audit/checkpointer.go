@@ -38,6 +38,11 @@ type CheckpointerConfig struct {
 	// File is the checkpoint file each checkpoint is appended to, apart
 	// from the store (required).
 	File string
+	// Shared: the store is shared by several server replicas and File is
+	// this replica's copy. Checkpoints are signed by whichever replica is
+	// elected, so a missing file is normal (a new replica) and is filled
+	// from the store, and CatchUp copies the others' checkpoints.
+	Shared bool
 	// Interval between checkpoints (default DefaultCheckpointInterval).
 	Interval time.Duration
 	// Ticks, if set, replaces the interval's ticker: a checkpoint is due at
@@ -96,6 +101,8 @@ func NewCheckpointer(ctx context.Context, cfg CheckpointerConfig) (*Checkpointer
 		case errors.Is(err, store.ErrNotFound):
 		case err != nil:
 			return nil, fmt.Errorf("checkpointer: %w", err)
+		case cfg.Shared:
+			last = 0 // catchUpFile copies the stored ones
 		default:
 			// Not rebuilt from the table: the file is the copy kept apart
 			// from the store, and its loss is for verify to report.
@@ -184,6 +191,21 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (store.AuditCheckpoint, b
 		c.fileSeq = cp.Seq
 	}
 	return cp, true, nil
+}
+
+// CatchUp appends to the file the checkpoints other replicas stored since
+// its last one (Shared; a replica that is not elected to sign calls it
+// periodically, so that every replica's file witnesses the whole log).
+func (c *Checkpointer) CatchUp(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	last, err := c.cfg.Store.LastAuditCheckpoint(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	return c.catchUpFile(ctx, last.Seq)
 }
 
 // catchUpFile appends to the file the stored checkpoints after the file's

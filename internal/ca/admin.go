@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -11,8 +12,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -32,53 +31,80 @@ type adminCA struct {
 	key  *ecdsa.PrivateKey
 }
 
-// loadOrCreateAdminCA loads the admin CA from dir, or creates it if neither of
-// its files exists.
-func loadOrCreateAdminCA(dir string, now time.Time) (_ *adminCA, created bool, _ error) {
-	certFile, keyFile := filepath.Join(dir, adminCertFile), filepath.Join(dir, adminKeyFile)
-	_, certErr := os.Stat(certFile)
-	_, keyErr := os.Stat(keyFile)
-	switch {
-	case errors.Is(certErr, fs.ErrNotExist) && errors.Is(keyErr, fs.ErrNotExist):
-		ca, err := newAdminCA(now)
+// maxAdminAttempts bounds loadOrCreateAdminCA's loop: it only repeats when
+// another server creates the admin CA at the same time.
+const maxAdminAttempts = 4
+
+// loadOrCreateAdminCA loads the admin CA from s, or creates it if neither of
+// its values exists. The key is written first and is the commit point: the
+// key never changes once written, and a key without its certificate (another
+// server is creating it, or one crashed in between) is completed with a new
+// self-signed certificate for that key. Certificates for the same key and
+// subject are interchangeable (the same SubjectKeyId), and the first one
+// written is the one every server uses. created reports that this call wrote
+// the key.
+func loadOrCreateAdminCA(ctx context.Context, s Storage, now time.Time) (_ *adminCA, created bool, _ error) {
+	for range maxAdminAttempts {
+		keyPEM, _, keyErr := s.Read(ctx, adminKeyFile, ClassSecret)
+		certPEM, _, certErr := s.Read(ctx, adminCertFile, ClassPublic)
+		switch {
+		case errors.Is(keyErr, fs.ErrNotExist) && errors.Is(certErr, fs.ErrNotExist):
+			key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			if err != nil {
+				return nil, false, fmt.Errorf("generate admin CA key: %w", err)
+			}
+			err = writeKeyTo(ctx, s, adminKeyFile, key)
+			if errors.Is(err, ErrConcurrentChange) {
+				continue // another server created it first: use its key
+			}
+			if err != nil {
+				return nil, false, fmt.Errorf("write admin CA key: %w", err)
+			}
+			created = true
+			continue // read it back, then write its certificate
+		case errors.Is(certErr, fs.ErrNotExist) && keyErr == nil:
+			key, err := parseECKey(keyPEM, s.Locate(adminKeyFile))
+			if err != nil {
+				return nil, false, fmt.Errorf("admin CA key: %w", err)
+			}
+			ca, err := newAdminCA(key, now)
+			if err != nil {
+				return nil, false, err
+			}
+			err = writeCertTo(ctx, s, adminCertFile, ca.cert)
+			if errors.Is(err, ErrConcurrentChange) {
+				continue // another server completed it first: use its certificate
+			}
+			if err != nil {
+				return nil, false, fmt.Errorf("write admin CA certificate: %w", err)
+			}
+			return ca, created, nil
+		case keyErr != nil:
+			return nil, false, fmt.Errorf("admin CA key: %w", keyErr)
+		case certErr != nil:
+			return nil, false, fmt.Errorf("admin CA certificate: %w", certErr)
+		}
+		cert, err := parseCert(certPEM, s.Locate(adminCertFile))
 		if err != nil {
-			return nil, false, err
+			return nil, false, fmt.Errorf("admin CA certificate: %w", err)
 		}
-		// Key first: a certificate without its key is never left behind.
-		if err := writeKey(keyFile, ca.key); err != nil {
-			return nil, false, fmt.Errorf("write admin CA key: %w", err)
+		key, err := parseECKey(keyPEM, s.Locate(adminKeyFile))
+		if err != nil {
+			return nil, false, fmt.Errorf("admin CA key: %w", err)
 		}
-		if err := writeCert(certFile, ca.cert); err != nil {
-			return nil, false, fmt.Errorf("write admin CA certificate: %w", err)
+		if !key.PublicKey.Equal(cert.PublicKey) {
+			return nil, false, fmt.Errorf("admin CA key %s does not match %s", s.Locate(adminKeyFile), s.Locate(adminCertFile))
 		}
-		return ca, true, nil
-	case certErr != nil:
-		return nil, false, fmt.Errorf("admin CA certificate: %w", certErr)
-	case keyErr != nil:
-		return nil, false, fmt.Errorf("admin CA key: %w", keyErr)
+		if !cert.IsCA {
+			return nil, false, fmt.Errorf("admin CA certificate %s is not a CA", s.Locate(adminCertFile))
+		}
+		return &adminCA{cert: cert, key: key}, created, nil
 	}
-	cert, err := readCert(certFile)
-	if err != nil {
-		return nil, false, fmt.Errorf("admin CA certificate: %w", err)
-	}
-	key, err := readECKey(keyFile)
-	if err != nil {
-		return nil, false, fmt.Errorf("admin CA key: %w", err)
-	}
-	if !key.PublicKey.Equal(cert.PublicKey) {
-		return nil, false, fmt.Errorf("admin CA key %s does not match %s", keyFile, certFile)
-	}
-	if !cert.IsCA {
-		return nil, false, fmt.Errorf("admin CA certificate %s is not a CA", certFile)
-	}
-	return &adminCA{cert: cert, key: key}, false, nil
+	return nil, false, fmt.Errorf("load admin CA: %w", ErrConcurrentChange)
 }
 
-func newAdminCA(now time.Time) (*adminCA, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("generate admin CA key: %w", err)
-	}
+// newAdminCA makes the self-signed admin CA certificate of key.
+func newAdminCA(key *ecdsa.PrivateKey, now time.Time) (*adminCA, error) {
 	skid, err := subjectKeyID(&key.PublicKey)
 	if err != nil {
 		return nil, err

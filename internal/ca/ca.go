@@ -1,8 +1,10 @@
 package ca
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -13,6 +15,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/trustmesh/trustmesh/internal/store"
 )
 
 // Errors of the rotation steps, for callers that map them (for example to a
@@ -30,6 +34,12 @@ const (
 	defaultMaxSVIDTTL = 24 * time.Hour
 	// bundleRefreshHint is the refresh hint published in the bundle.
 	bundleRefreshHint = 5 * time.Minute
+	// storageTimeout bounds the storage I/O of one CA operation: New, a
+	// rotation step, a reservation, a reload.
+	storageTimeout = 30 * time.Second
+	// maxLoadAttempts bounds how often a load or reload starts over because
+	// the state changed while it was reading it.
+	maxLoadAttempts = 4
 )
 
 // Log attribute keys.
@@ -55,15 +65,20 @@ const (
 type Config struct {
 	// TrustDomain is the trust domain the CA signs for. Required.
 	TrustDomain spiffeid.TrustDomain
-	// Dir holds the CA's keys, certificates and metadata. It is created
-	// with mode 0700 if missing; an existing Dir must not be accessible to
-	// group or others. Required.
+	// Dir holds the CA's keys, certificates and metadata, one file each. It
+	// is created with mode 0700 if missing; an existing Dir must not be
+	// accessible to group or others. Set Dir or Storage.
 	Dir string
+	// Storage keeps the CA's state instead of Dir: a StoreStorage shares
+	// it between the server replicas of one database, private keys sealed
+	// with a KEK. Set Dir or Storage.
+	Storage Storage
 	// UpstreamCertFile and UpstreamKeyFile, both or neither, make the CA an
 	// intermediate under an existing PKI: a PEM certificate chain (signing
 	// certificate first, root last; a single certificate is the root) and
 	// the PEM private key (PKCS#8, SEC 1 or PKCS#1; ECDSA, RSA or Ed25519)
-	// of its first certificate. The key file must have mode 0600.
+	// of its first certificate. The key file must have mode 0600. Every
+	// replica sharing a Storage must use the same upstream CA.
 	UpstreamCertFile, UpstreamKeyFile string
 	// MaxSVIDTTL caps the TTL of every SVID. Default 24h; at least a minute.
 	MaxSVIDTTL time.Duration
@@ -77,7 +92,8 @@ type Config struct {
 // concurrent use.
 type CA struct {
 	td       spiffeid.TrustDomain
-	dir      string
+	storage  Storage
+	dirs     *dirStorage // storage, if it is Config.Dir; nil otherwise
 	mode     string
 	maxTTL   time.Duration
 	now      func() time.Time
@@ -97,31 +113,36 @@ type CA struct {
 	seq         uint64
 	bundle      *spiffebundle.Bundle // never handed out; Bundle clones it
 	bundlePEM   []byte
+	// mdVersion is the storage version of the metadata the fields above
+	// hold: every commit compares and swaps on it. It is
+	// store.MustNotExist until the first commit or load.
+	mdVersion int64
 }
 
-// New validates cfg, then loads the CA from cfg.Dir or, on first start,
+// New validates cfg, then loads the CA from its storage or, on first start,
 // creates it there: an ECDSA P-256 X.509 CA (a self-signed root valid ten
 // years, or an intermediate signed by the upstream key and valid no longer
 // than the upstream chain), an ECDSA P-256 JWT signing key and the admin CA.
-// Bad configuration fails before anything is written.
+// Bad configuration fails before anything is written. If several servers
+// create the CA in one storage at once, one set of authorities wins and
+// every server uses it.
 func New(cfg Config) (*CA, error) {
 	c, err := newFromConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("invalid config: %w", err)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), storageTimeout)
+	defer cancel()
 	// Whatever a bad configuration can break is checked before the first
-	// write: what the directory was made for, and on first start whether
+	// write: what the storage was made for, and on first start whether
 	// the upstream CA can sign our intermediate at all.
-	md, err := readMetadata(c.dir)
+	md, _, err := readMetadata(ctx, c.storage)
 	if err != nil {
 		return nil, err
 	}
 	if md != nil {
-		switch {
-		case md.TrustDomain != c.td.Name():
-			return nil, fmt.Errorf("%s was created for trust domain %q, not %q", c.dir, md.TrustDomain, c.td.Name())
-		case md.Mode != c.mode:
-			return nil, fmt.Errorf("%s was created in %s mode, not %s mode", c.dir, md.Mode, c.mode)
+		if err := c.checkOrigin(md); err != nil {
+			return nil, err
 		}
 	}
 	now := c.now()
@@ -132,15 +153,12 @@ func New(cfg Config) (*CA, error) {
 		}
 	}
 
-	tightened, err := prepareDir(c.dir)
-	if err != nil {
-		return nil, err
+	if c.dirs != nil {
+		if err := c.dirs.open(c.log); err != nil {
+			return nil, err
+		}
 	}
-	if tightened {
-		c.log.Warn("CA directory was readable by group or others: set its mode to 0700", attrPath, c.dir)
-	}
-	removeTempFiles(c.dir, c.log)
-	admin, created, err := loadOrCreateAdminCA(c.dir, now)
+	admin, created, err := loadOrCreateAdminCA(ctx, c.storage, now)
 	if err != nil {
 		return nil, err
 	}
@@ -149,13 +167,13 @@ func New(cfg Config) (*CA, error) {
 		c.log.Info("admin CA created", attrNotAfter, admin.cert.NotAfter)
 	}
 	if md == nil {
-		if err := c.create(first, now); err != nil {
+		if err := c.create(ctx, first, now); err != nil {
 			return nil, fmt.Errorf("create first authority: %w", err)
 		}
-	} else if err := c.load(md); err != nil {
+	} else if err := c.load(ctx); err != nil {
 		return nil, err
 	}
-	c.warnUnreferenced()
+	c.warnUnreferenced(ctx)
 	return c, nil
 }
 
@@ -164,7 +182,6 @@ func New(cfg Config) (*CA, error) {
 func newFromConfig(cfg Config) (*CA, error) {
 	c := &CA{
 		td:     cfg.TrustDomain,
-		dir:    cfg.Dir,
 		mode:   modeSelfSigned,
 		maxTTL: cfg.MaxSVIDTTL,
 		now:    cfg.Now,
@@ -173,8 +190,10 @@ func newFromConfig(cfg Config) (*CA, error) {
 	switch {
 	case c.td.IsZero():
 		return nil, errors.New("trust domain is required")
-	case c.dir == "":
-		return nil, errors.New("directory is required")
+	case cfg.Dir == "" && cfg.Storage == nil:
+		return nil, errors.New("directory is required (or a storage)")
+	case cfg.Dir != "" && cfg.Storage != nil:
+		return nil, errors.New("set a directory or a storage, not both")
 	case (cfg.UpstreamCertFile == "") != (cfg.UpstreamKeyFile == ""):
 		return nil, errors.New("upstream certificate and key files go together: set both or neither")
 	case c.maxTTL < 0:
@@ -183,6 +202,12 @@ func newFromConfig(cfg Config) (*CA, error) {
 		c.maxTTL = defaultMaxSVIDTTL
 	case c.maxTTL < minTTL:
 		return nil, fmt.Errorf("max SVID TTL %s is below the minimum of %s", c.maxTTL, minTTL)
+	}
+	if cfg.Storage != nil {
+		c.storage = cfg.Storage
+	} else {
+		c.dirs = newDirStorage(cfg.Dir)
+		c.storage = c.dirs
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -201,38 +226,25 @@ func newFromConfig(cfg Config) (*CA, error) {
 	return c, nil
 }
 
-// create commits a, the first authority, active at once.
-func (c *CA) create(a *authority, now time.Time) error {
-	a.meta.State = StateActive
-	a.meta.ActivatedAt = now
-	if err := c.writeAuthorityFiles(a); err != nil {
-		return err
+// checkOrigin checks that md was written for this CA's trust domain and
+// mode, so that a storage made for one is never silently reused by the
+// other.
+func (c *CA) checkOrigin(md *metadata) error {
+	switch {
+	case md.TrustDomain != c.td.Name():
+		return fmt.Errorf("%s was created for trust domain %q, not %q", c.storage.Locate(metadataFile), md.TrustDomain, c.td.Name())
+	case md.Mode != c.mode:
+		return fmt.Errorf("%s was created in %s mode, not %s mode", c.storage.Locate(metadataFile), md.Mode, c.mode)
 	}
-	md := &metadata{
-		Version:        metadataVersion,
-		TrustDomain:    c.td.Name(),
-		Mode:           c.mode,
-		SequenceNumber: 1,
-		Authorities:    []authorityMetadata{a.meta},
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := c.commitLocked(md, a); err != nil {
-		// The files stay: if only the directory sync failed, authorities.json
-		// may reference them. New reports unreferenced ones.
-		return err
-	}
-	c.log.Info("CA created", attrMode, c.mode, attrAuthority, a.meta.ID,
-		attrJWTKeyID, a.meta.JWTKeyID, attrNotAfter, a.cert.NotAfter)
 	return nil
 }
 
-// load reads every authority of md from disk and checks the whole.
-func (c *CA) load(md *metadata) error {
+// checkMetadata checks md's authority list: valid, distinct IDs, known
+// states, one active authority and at most one prepared.
+func checkMetadata(md *metadata) error {
 	var (
-		loaded           []*authority
 		active, prepared int
-		seen             = make(map[string]bool)
+		seen             = make(map[string]bool, len(md.Authorities))
 	)
 	for _, m := range md.Authorities {
 		if !validAuthorityID(m.ID) || seen[m.ID] {
@@ -248,32 +260,117 @@ func (c *CA) load(md *metadata) error {
 		default:
 			return fmt.Errorf("%s: authority %s has unknown state %q", metadataFile, m.ID, m.State)
 		}
-		a, err := c.loadAuthority(m)
-		if err != nil {
-			return fmt.Errorf("authority %s: %w", m.ID, err)
-		}
-		loaded = append(loaded, a)
 	}
 	if active != 1 || prepared > 1 {
 		return fmt.Errorf("%s: got %d active and %d prepared authorities, want 1 and at most 1", metadataFile, active, prepared)
 	}
+	return nil
+}
+
+// create commits a, the first authority, active at once. The metadata is
+// created only if it does not exist: if another server created the CA
+// first, a's files are removed and the CA loads what that server wrote.
+func (c *CA) create(ctx context.Context, a *authority, now time.Time) error {
+	a.meta.State = StateActive
+	a.meta.ActivatedAt = now
+	if err := c.writeAuthorityFiles(ctx, a); err != nil {
+		return err
+	}
+	md := &metadata{
+		Version:        metadataVersion,
+		TrustDomain:    c.td.Name(),
+		Mode:           c.mode,
+		SequenceNumber: 1,
+		Authorities:    []authorityMetadata{a.meta},
+	}
+	c.mu.Lock()
+	err := c.commitLocked(ctx, md, a) // c.mdVersion is store.MustNotExist
+	c.mu.Unlock()
+	if errors.Is(err, ErrConcurrentChange) {
+		// Nothing references a: another server's authorities won.
+		if err := c.removeAuthorityFiles(ctx, a.meta.ID); err != nil {
+			c.log.Warn("could not remove the files of an unused authority", attrAuthority, a.meta.ID, attrError, err)
+		}
+		c.log.Info("CA created by another server at the same time: using its authorities")
+		return c.load(ctx)
+	}
+	if err != nil {
+		// The files stay: if only the directory sync failed, authorities.json
+		// may reference them. New reports unreferenced ones.
+		return err
+	}
+	c.log.Info("CA created", attrMode, c.mode, attrAuthority, a.meta.ID,
+		attrJWTKeyID, a.meta.JWTKeyID, attrNotAfter, a.cert.NotAfter)
+	return nil
+}
+
+// load reads the whole state from storage and makes it the CA's.
+func (c *CA) load(ctx context.Context) error {
+	md, version, added, err := c.fetch(ctx, nil, store.MustNotExist)
+	if err != nil {
+		return err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.applyLocked(md, loaded...)
+	c.applyLocked(md, added...)
+	c.mdVersion = version
 	c.log.Info("CA loaded", attrMode, c.mode, attrAuthority, c.active.meta.ID, attrSequence, c.seq)
 	return nil
 }
 
-func (c *CA) loadAuthority(m authorityMetadata) (*authority, error) {
-	cert, err := readCert(certPath(c.dir, m.ID))
+// fetch reads and checks the metadata, then loads every authority it
+// references that is not in held (which may be nil). It returns a nil md if
+// the metadata's version is still unchanged. An authority whose files are
+// gone while the metadata changed since it was read was tidied away by
+// another server in between: fetch then starts over.
+func (c *CA) fetch(ctx context.Context, held map[string]*authority, unchanged int64) (_ *metadata, version int64, added []*authority, _ error) {
+attempts:
+	for attempt := 1; ; attempt++ {
+		md, version, err := readMetadata(ctx, c.storage)
+		switch {
+		case err != nil:
+			return nil, 0, nil, err
+		case md == nil:
+			return nil, 0, nil, fmt.Errorf("%s: %w", c.storage.Locate(metadataFile), fs.ErrNotExist)
+		case version == unchanged:
+			return nil, version, nil, nil
+		}
+		if err := c.checkOrigin(md); err != nil {
+			return nil, 0, nil, err
+		}
+		if err := checkMetadata(md); err != nil {
+			return nil, 0, nil, err
+		}
+		added = added[:0]
+		for _, m := range md.Authorities {
+			if held[m.ID] != nil {
+				continue
+			}
+			a, err := c.loadAuthority(ctx, m)
+			if errors.Is(err, fs.ErrNotExist) && attempt < maxLoadAttempts {
+				if _, now, rerr := c.storage.Read(ctx, metadataFile, ClassPrivate); rerr == nil && now != version {
+					continue attempts
+				}
+			}
+			if err != nil {
+				return nil, 0, nil, fmt.Errorf("authority %s: %w", m.ID, err)
+			}
+			added = append(added, a)
+		}
+		return md, version, added, nil
+	}
+}
+
+func (c *CA) loadAuthority(ctx context.Context, m authorityMetadata) (*authority, error) {
+	cert, err := readCertFrom(ctx, c.storage, certFileName(m.ID))
 	if err != nil {
 		return nil, err
 	}
-	key, err := readECKey(keyPath(c.dir, m.ID))
+	key, err := readECKeyFrom(ctx, c.storage, keyFileName(m.ID))
 	if err != nil {
 		return nil, err
 	}
-	jwtKey, err := readECKey(jwtKeyPath(c.dir, m.ID))
+	jwtKey, err := readECKeyFrom(ctx, c.storage, jwtKeyFileName(m.ID))
 	if err != nil {
 		return nil, err
 	}
@@ -285,6 +382,74 @@ func (c *CA) loadAuthority(m authorityMetadata) (*authority, error) {
 		return nil, err
 	}
 	return a, nil
+}
+
+// Reload re-reads the CA's state from its storage, so that a server
+// replica follows what another one changed: an authority prepared,
+// activated or removed, a reservation moved. It loads the keys and
+// certificates of authorities it has not seen yet. changed reports whether
+// the bundle or the active authority changed. It is cheap when nothing
+// changed (one read of the metadata). On error the CA keeps its state.
+func (c *CA) Reload() (changed bool, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), storageTimeout)
+	defer cancel()
+	if changed, err = c.reload(ctx); err != nil {
+		return false, fmt.Errorf("reload CA: %w", err)
+	}
+	return changed, nil
+}
+
+func (c *CA) reload(ctx context.Context) (changed bool, err error) {
+	for range maxLoadAttempts {
+		c.mu.RLock()
+		from := c.mdVersion
+		held := make(map[string]*authority, len(c.authorities))
+		for _, a := range c.authorities {
+			held[a.meta.ID] = a
+		}
+		c.mu.RUnlock()
+
+		md, version, added, err := c.fetch(ctx, held, from)
+		if err != nil {
+			return false, err
+		}
+		if md == nil {
+			return false, nil
+		}
+		c.mu.Lock()
+		if c.mdVersion != from {
+			// A commit or another reload went first: what we read may be
+			// older than what it holds.
+			c.mu.Unlock()
+			continue
+		}
+		seq, active := c.seq, c.active
+		c.applyLocked(md, added...)
+		c.mdVersion = version
+		changed = c.seq != seq || c.active != active
+		activeID, newSeq := c.active.meta.ID, c.seq
+		c.mu.Unlock()
+		level := slog.LevelDebug
+		if changed {
+			level = slog.LevelInfo
+		}
+		c.log.Log(ctx, level, "CA state reloaded", attrAuthority, activeID, attrSequence, newSeq)
+		return changed, nil
+	}
+	return false, ErrConcurrentChange
+}
+
+// afterConflict reloads the state if err says another server changed it
+// first, so that the caller's next attempt starts from there. It returns
+// err, joined with the reload's error if that failed.
+func (c *CA) afterConflict(ctx context.Context, err error) error {
+	if !errors.Is(err, ErrConcurrentChange) {
+		return err
+	}
+	if _, rerr := c.reload(ctx); rerr != nil {
+		return errors.Join(err, fmt.Errorf("reload: %w", rerr))
+	}
+	return err
 }
 
 // TrustDomain returns the trust domain the CA signs for.
@@ -333,13 +498,17 @@ func (c *CA) PreparedSince() (time.Time, bool) {
 
 // Prepare is rotation step 1: it creates a new authority (X.509 CA key and
 // certificate, JWT key) and publishes it in the bundle without signing with
-// it yet. It returns ErrAlreadyPrepared if an authority is already prepared.
+// it yet. It returns ErrAlreadyPrepared if an authority is already prepared,
+// and an error wrapping ErrConcurrentChange (after reloading the state) if
+// another server changed the CA's state first.
 func (c *CA) Prepare() (AuthorityInfo, error) {
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
 	if _, ok := c.PreparedSince(); ok {
 		return AuthorityInfo{}, ErrAlreadyPrepared
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), storageTimeout)
+	defer cancel()
 	now := c.now()
 	a, err := newAuthority(c.td, c.upstream, now)
 	if err != nil {
@@ -347,40 +516,57 @@ func (c *CA) Prepare() (AuthorityInfo, error) {
 	}
 	a.meta.State = StatePrepared
 	// Key files are new names: write them without blocking signers.
-	if err := c.writeAuthorityFiles(a); err != nil {
+	if err := c.writeAuthorityFiles(ctx, a); err != nil {
 		return AuthorityInfo{}, fmt.Errorf("prepare authority: %w", err)
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	if c.prepared != nil {
+		// A reload brought in another server's prepared authority.
+		c.mu.Unlock()
+		return AuthorityInfo{}, errors.Join(ErrAlreadyPrepared, c.removeAuthorityFiles(ctx, a.meta.ID))
+	}
 	md := c.metadataLocked()
 	md.Authorities = append(md.Authorities, a.meta)
 	md.SequenceNumber++
-	if err := c.commitLocked(md, a); err != nil {
-		// The files stay: if only the directory sync failed, authorities.json
-		// may reference them. New reports unreferenced ones.
-		return AuthorityInfo{}, fmt.Errorf("prepare authority: %w", err)
+	err = c.commitLocked(ctx, md, a)
+	info, seq := a.info(), c.seq
+	c.mu.Unlock()
+	if errors.Is(err, ErrConcurrentChange) {
+		// Nothing references the new authority: its files go.
+		err = errors.Join(err, c.removeAuthorityFiles(ctx, info.ID))
 	}
-	c.log.Info("authority prepared", attrAuthority, a.meta.ID, attrJWTKeyID, a.meta.JWTKeyID,
-		attrNotAfter, a.cert.NotAfter, attrSequence, c.seq)
-	return a.info(), nil
+	if err != nil {
+		// Otherwise the files stay: if only the directory sync failed,
+		// authorities.json may reference them. New reports unreferenced ones.
+		return AuthorityInfo{}, fmt.Errorf("prepare authority: %w", c.afterConflict(ctx, err))
+	}
+	c.log.Info("authority prepared", attrAuthority, info.ID, attrJWTKeyID, info.JWTKeyID,
+		attrNotAfter, info.NotAfter, attrSequence, seq)
+	return info, nil
 }
 
 // Activate is rotation step 2: the prepared authority becomes active and
 // signs every SVID from now on; the previously active one is retired and
 // stays in the bundle until RemoveAfter, the reserved expiry of the last
-// SVID it signed. It returns ErrNotPrepared if no authority is prepared.
+// SVID it signed. It returns ErrNotPrepared if no authority is prepared, and
+// an error wrapping ErrConcurrentChange (after reloading the state) if
+// another server changed the CA's state first.
 func (c *CA) Activate() (AuthorityInfo, error) {
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), storageTimeout)
+	defer cancel()
 	now := c.now()
 	// The write lock waits for in-flight signers, so the old authority's
-	// reservation is final once we hold it.
+	// reservation is final once we hold it (on this server; another
+	// server's reservation write makes the commit below fail).
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	next, prev := c.prepared, c.active
 	if next == nil {
+		c.mu.Unlock()
 		return AuthorityInfo{}, ErrNotPrepared
 	}
+	nextID, prevID := next.meta.ID, prev.meta.ID
 	md := c.metadataLocked()
 	removeAfter := prev.meta.ReservedNotAfter
 	if removeAfter.Before(now) {
@@ -389,26 +575,33 @@ func (c *CA) Activate() (AuthorityInfo, error) {
 	for i := range md.Authorities {
 		m := &md.Authorities[i]
 		switch m.ID {
-		case next.meta.ID:
+		case nextID:
 			m.State, m.ActivatedAt = StateActive, now
-		case prev.meta.ID:
+		case prevID:
 			m.State, m.RetiredAt, m.RemoveAfter = StateRetired, now, removeAfter
 		}
 	}
-	if err := c.commitLocked(md); err != nil {
-		return AuthorityInfo{}, fmt.Errorf("activate authority %s: %w", next.meta.ID, err)
+	err := c.commitLocked(ctx, md)
+	info := next.info()
+	c.mu.Unlock()
+	if err != nil {
+		return AuthorityInfo{}, fmt.Errorf("activate authority %s: %w", nextID, c.afterConflict(ctx, err))
 	}
-	c.log.Info("authority activated", attrAuthority, next.meta.ID, attrPrevious, prev.meta.ID,
+	c.log.Info("authority activated", attrAuthority, nextID, attrPrevious, prevID,
 		attrRemoveAfter, removeAfter)
-	return next.info(), nil
+	return info, nil
 }
 
 // Tidy removes the retired authorities whose RemoveAfter has passed, from
-// the bundle and from disk. changed reports whether the bundle changed; err
-// may be set with changed true if only deleting files failed.
+// the bundle and from storage. changed reports whether the bundle changed;
+// err may be set with changed true if only deleting files failed. It
+// returns an error wrapping ErrConcurrentChange (after reloading the state)
+// if another server changed the CA's state first.
 func (c *CA) Tidy() (changed bool, err error) {
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), storageTimeout)
+	defer cancel()
 	now := c.now()
 	c.mu.Lock()
 	md := c.metadataLocked()
@@ -425,17 +618,17 @@ func (c *CA) Tidy() (changed bool, err error) {
 		return false, nil
 	}
 	md.SequenceNumber++
-	err = c.commitLocked(md)
+	err = c.commitLocked(ctx, md)
 	seq := c.seq
 	c.mu.Unlock()
 	if err != nil {
-		return false, fmt.Errorf("tidy authorities: %w", err)
+		return false, fmt.Errorf("tidy authorities: %w", c.afterConflict(ctx, err))
 	}
 	// authorities.json no longer references them: delete their files.
 	var errs []error
 	for _, m := range removed {
 		c.log.Info("authority removed", attrAuthority, m.ID, attrRemoveAfter, m.RemoveAfter, attrSequence, seq)
-		if err := c.removeAuthorityFiles(m.ID); err != nil {
+		if err := c.removeAuthorityFiles(ctx, m.ID); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -460,13 +653,21 @@ func (c *CA) metadataLocked() *metadata {
 	return md
 }
 
-// commitLocked persists md and then makes it the in-memory state; added are
-// authorities md references that c does not hold yet. On a write error the
-// in-memory state is unchanged. c.mu must be held for writing.
-func (c *CA) commitLocked(md *metadata, added ...*authority) error {
-	if err := writeMetadata(c.dir, md); err != nil {
+// commitLocked persists md, if the stored metadata is still the version c
+// holds, and then makes it the in-memory state; added are authorities md
+// references that c does not hold yet. On a write error the in-memory state
+// is unchanged; the error wraps ErrConcurrentChange if another server wrote
+// the metadata first. c.mu must be held for writing.
+func (c *CA) commitLocked(ctx context.Context, md *metadata, added ...*authority) error {
+	b, err := encodeMetadata(md)
+	if err != nil {
 		return fmt.Errorf("write %s: %w", metadataFile, err)
 	}
+	version, err := c.storage.Write(ctx, metadataFile, b, ClassPrivate, c.mdVersion)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", metadataFile, err)
+	}
+	c.mdVersion = version
 	c.applyLocked(md, added...)
 	return nil
 }
@@ -517,55 +718,73 @@ func (c *CA) applyLocked(md *metadata, added ...*authority) {
 	c.bundlePEM = encodeCertPEM(b.X509Authorities()...)
 }
 
-func (c *CA) writeAuthorityFiles(a *authority) error {
+// writeAuthorityFiles creates a's key, JWT key and certificate, in that
+// order, so that a certificate is never without its key. On error it
+// removes those it wrote.
+func (c *CA) writeAuthorityFiles(ctx context.Context, a *authority) error {
 	id := a.meta.ID
-	err := writeKey(keyPath(c.dir, id), a.key)
+	var written []string
+	write := func(name string, f func() error) error {
+		if err := f(); err != nil {
+			return err
+		}
+		written = append(written, name)
+		return nil
+	}
+	err := write(keyFileName(id), func() error { return writeKeyTo(ctx, c.storage, keyFileName(id), a.key) })
 	if err == nil {
-		err = writeKey(jwtKeyPath(c.dir, id), a.jwtKey)
+		err = write(jwtKeyFileName(id), func() error { return writeKeyTo(ctx, c.storage, jwtKeyFileName(id), a.jwtKey) })
 	}
 	if err == nil {
-		err = writeCert(certPath(c.dir, id), a.cert)
+		err = write(certFileName(id), func() error { return writeCertTo(ctx, c.storage, certFileName(id), a.cert) })
 	}
 	if err != nil {
-		return errors.Join(fmt.Errorf("write files of authority %s: %w", id, err), c.removeAuthorityFiles(id))
+		errs := []error{fmt.Errorf("write files of authority %s: %w", id, err)}
+		for _, name := range written {
+			errs = append(errs, c.storage.Remove(ctx, name))
+		}
+		return errors.Join(errs...)
 	}
 	return nil
 }
 
-func (c *CA) removeAuthorityFiles(id string) error {
+// removeAuthorityFiles removes the files of authority id. Call it only once
+// the metadata no longer references id, or never did.
+func (c *CA) removeAuthorityFiles(ctx context.Context, id string) error {
 	var errs []error
-	for _, p := range authorityFiles(c.dir, id) {
-		errs = append(errs, removeIfExists(p))
+	for _, name := range authorityFiles(id) {
+		errs = append(errs, c.storage.Remove(ctx, name))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	return syncDir(c.dir)
+	return errors.Join(errs...)
 }
 
 // warnUnreferenced logs authority files that authorities.json does not
 // reference: left by a Prepare that failed to commit, or by a restore of an
-// old authorities.json. They are kept, not deleted, as they may hold the
-// only copy of a key someone still needs.
-func (c *CA) warnUnreferenced() {
-	entries, err := os.ReadDir(c.dir)
+// old authorities.json (or, with a shared storage, written by a Prepare of
+// another server that has not committed yet). They are kept, not deleted,
+// as they may hold the only copy of a key someone still needs.
+func (c *CA) warnUnreferenced(ctx context.Context) {
+	names, err := c.storage.List(ctx)
 	if err != nil {
-		c.log.Warn("could not list the CA directory", attrPath, c.dir, attrError, err)
+		c.log.Warn("could not list the CA storage", attrPath, c.storage.Locate(""), attrError, err)
 		return
 	}
 	c.mu.RLock()
 	referenced := make(map[string]bool, 3*len(c.authorities))
 	for _, a := range c.authorities {
-		for _, p := range authorityFiles(c.dir, a.meta.ID) {
-			referenced[filepath.Base(p)] = true
+		for _, name := range authorityFiles(a.meta.ID) {
+			referenced[name] = true
 		}
 	}
 	c.mu.RUnlock()
-	for _, e := range entries {
-		name := e.Name()
+	msg := "file of an unknown authority in the CA directory"
+	if c.dirs == nil {
+		msg = "value of an unknown authority in the CA storage"
+	}
+	for _, name := range names {
 		id, _, _ := strings.Cut(name, ".")
 		if validAuthorityID(id) && !referenced[name] {
-			c.log.Warn("file of an unknown authority in the CA directory", attrPath, filepath.Join(c.dir, name))
+			c.log.Warn(msg, attrPath, c.storage.Locate(name))
 		}
 	}
 }

@@ -109,7 +109,7 @@ func signJWT(t testing.TB, c *CA, ttl time.Duration) (string, string) {
 
 func readTestMetadata(t *testing.T, dir string) *metadata {
 	t.Helper()
-	md, err := readMetadata(dir)
+	md, _, err := readMetadata(t.Context(), newDirStorage(dir))
 	if err != nil || md == nil {
 		t.Fatalf("readMetadata: %v, %v", md, err)
 	}
@@ -624,7 +624,7 @@ func TestRotation(t *testing.T) {
 		if diff := cmp.Diff(step.wantStates, states(c.Authorities())); diff != "" {
 			t.Errorf("%s: states (-want +got):\n%s", step.name, diff)
 		}
-		oldFilesExist := exists(t, certPath(dir, oldID)) || exists(t, keyPath(dir, oldID)) || exists(t, jwtKeyPath(dir, oldID))
+		oldFilesExist := exists(t, filepath.Join(dir, certFileName(oldID))) || exists(t, filepath.Join(dir, keyFileName(oldID))) || exists(t, filepath.Join(dir, jwtKeyFileName(oldID)))
 		if wantFiles := len(step.wantStates) == 2; oldFilesExist != wantFiles {
 			t.Errorf("%s: old authority files exist = %v, want %v", step.name, oldFilesExist, wantFiles)
 		}

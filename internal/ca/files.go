@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -16,9 +17,11 @@ import (
 	"time"
 
 	"github.com/trustmesh/trustmesh/internal/atomicfile"
+	"github.com/trustmesh/trustmesh/internal/store"
 )
 
-// File names inside Config.Dir.
+// Names of the CA's values: file names inside Config.Dir, blob names
+// after the prefix in a StoreStorage.
 const (
 	metadataFile     = "authorities.json"
 	adminCertFile    = "admin-ca.crt.pem"
@@ -63,25 +66,33 @@ type authorityMetadata struct {
 	ReservedNotAfter time.Time      `json:"reservedNotAfter,omitzero"`
 }
 
-func certPath(dir, id string) string   { return filepath.Join(dir, id+certFileSuffix) }
-func keyPath(dir, id string) string    { return filepath.Join(dir, id+keyFileSuffix) }
-func jwtKeyPath(dir, id string) string { return filepath.Join(dir, id+jwtKeyFileSuffix) }
+func certFileName(id string) string   { return id + certFileSuffix }
+func keyFileName(id string) string    { return id + keyFileSuffix }
+func jwtKeyFileName(id string) string { return id + jwtKeyFileSuffix }
 
-// authorityFiles lists the files that belong to authority id.
-func authorityFiles(dir, id string) []string {
-	return []string{certPath(dir, id), keyPath(dir, id), jwtKeyPath(dir, id)}
+// authorityFiles lists the names of the values that belong to authority id.
+func authorityFiles(id string) []string {
+	return []string{certFileName(id), keyFileName(id), jwtKeyFileName(id)}
 }
 
-// readMetadata reads authorities.json. It returns (nil, nil) if the file does
-// not exist.
-func readMetadata(dir string) (*metadata, error) {
-	b, err := os.ReadFile(filepath.Join(dir, metadataFile))
+// readMetadata reads authorities.json and its version. It returns
+// (nil, 0, nil) if there is none.
+func readMetadata(ctx context.Context, s Storage) (*metadata, int64, error) {
+	b, version, err := s.Read(ctx, metadataFile, ClassPrivate)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	md, err := parseMetadata(b)
+	if err != nil {
+		return nil, 0, err
+	}
+	return md, version, nil
+}
+
+func parseMetadata(b []byte) (*metadata, error) {
 	var md metadata
 	if err := json.Unmarshal(b, &md); err != nil {
 		return nil, fmt.Errorf("parse %s: %w", metadataFile, err)
@@ -92,12 +103,12 @@ func readMetadata(dir string) (*metadata, error) {
 	return &md, nil
 }
 
-func writeMetadata(dir string, md *metadata) error {
+func encodeMetadata(md *metadata) ([]byte, error) {
 	b, err := json.MarshalIndent(md, "", "  ")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return writeFileAtomic(filepath.Join(dir, metadataFile), append(b, '\n'), keyMode)
+	return append(b, '\n'), nil
 }
 
 // writeFileAtomic replaces path with data (see package atomicfile) and then
@@ -157,24 +168,17 @@ func encodeCertPEM(certs ...*x509.Certificate) []byte {
 	return out
 }
 
-func writeCert(path string, cert *x509.Certificate) error {
-	return writeFileAtomic(path, encodeCertPEM(cert), publicMode)
-}
-
-func writeKey(path string, key crypto.Signer) error {
+func encodeKeyPEM(key crypto.Signer) ([]byte, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), keyMode)
-}
-
-// readCerts reads every CERTIFICATE block of a PEM file, in order.
-func readCerts(path string) ([]*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// parseCerts returns every CERTIFICATE block of PEM data, in order. where
+// names the data in errors.
+func parseCerts(b []byte, where string) ([]*x509.Certificate, error) {
 	var certs []*x509.Certificate
 	for {
 		var block *pem.Block
@@ -187,30 +191,39 @@ func readCerts(path string) ([]*x509.Certificate, error) {
 		}
 		cert, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
+			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 		certs = append(certs, cert)
 	}
 	if len(certs) == 0 {
-		return nil, fmt.Errorf("%s: no PEM CERTIFICATE block", path)
+		return nil, fmt.Errorf("%s: no PEM CERTIFICATE block", where)
 	}
 	return certs, nil
 }
 
-func readCert(path string) (*x509.Certificate, error) {
-	certs, err := readCerts(path)
+// readCerts reads every CERTIFICATE block of a PEM file, in order.
+func readCerts(path string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return parseCerts(b, path)
+}
+
+// parseCert parses PEM data that holds exactly one certificate.
+func parseCert(b []byte, where string) (*x509.Certificate, error) {
+	certs, err := parseCerts(b, where)
 	if err != nil {
 		return nil, err
 	}
 	if len(certs) != 1 {
-		return nil, fmt.Errorf("%s: got %d certificates, want 1", path, len(certs))
+		return nil, fmt.Errorf("%s: got %d certificates, want 1", where, len(certs))
 	}
 	return certs[0], nil
 }
 
-// readKey reads a PEM private key: PKCS#8 ("PRIVATE KEY"), SEC 1
-// ("EC PRIVATE KEY") or PKCS#1 ("RSA PRIVATE KEY"). If private is true, the
-// file must not be accessible to group or others.
+// readKey reads a PEM private key file (see parseKey). If private is true,
+// the file must not be accessible to group or others.
 func readKey(path string, private bool) (crypto.Signer, error) {
 	if private {
 		fi, err := os.Stat(path)
@@ -225,13 +238,22 @@ func readKey(path string, private bool) (crypto.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseKey(b, path)
+}
+
+// parseKey parses a PEM private key: PKCS#8 ("PRIVATE KEY"), SEC 1
+// ("EC PRIVATE KEY") or PKCS#1 ("RSA PRIVATE KEY"); ECDSA, RSA or Ed25519.
+func parseKey(b []byte, where string) (crypto.Signer, error) {
 	for {
 		var block *pem.Block
 		block, b = pem.Decode(b)
 		if block == nil {
-			return nil, fmt.Errorf("%s: no PEM private key block", path)
+			return nil, fmt.Errorf("%s: no PEM private key block", where)
 		}
-		var key any
+		var (
+			key any
+			err error
+		)
 		switch block.Type {
 		case "PRIVATE KEY":
 			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
@@ -244,7 +266,7 @@ func readKey(path string, private bool) (crypto.Signer, error) {
 		}
 		if err != nil {
 			// The parse error carries no key material.
-			return nil, fmt.Errorf("%s: parse %s: %w", path, block.Type, err)
+			return nil, fmt.Errorf("%s: parse %s: %w", where, block.Type, err)
 		}
 		switch k := key.(type) {
 		case *ecdsa.PrivateKey:
@@ -254,20 +276,54 @@ func readKey(path string, private bool) (crypto.Signer, error) {
 		case ed25519.PrivateKey:
 			return k, nil
 		default:
-			return nil, fmt.Errorf("%s: unsupported key type %T", path, key)
+			return nil, fmt.Errorf("%s: unsupported key type %T", where, key)
 		}
 	}
 }
 
-// readECKey reads one of our own keys: PKCS#8 ECDSA P-256, mode 0600.
-func readECKey(path string) (*ecdsa.PrivateKey, error) {
-	key, err := readKey(path, true)
+// parseECKey parses one of our own keys: PKCS#8 ECDSA P-256.
+func parseECKey(b []byte, where string) (*ecdsa.PrivateKey, error) {
+	key, err := parseKey(b, where)
 	if err != nil {
 		return nil, err
 	}
 	k, ok := key.(*ecdsa.PrivateKey)
 	if !ok {
-		return nil, fmt.Errorf("%s: got %T, want an ECDSA key", path, key)
+		return nil, fmt.Errorf("%s: got %T, want an ECDSA key", where, key)
 	}
 	return k, nil
+}
+
+// readCertFrom reads the value called name of s as one certificate.
+func readCertFrom(ctx context.Context, s Storage, name string) (*x509.Certificate, error) {
+	b, _, err := s.Read(ctx, name, ClassPublic)
+	if err != nil {
+		return nil, err
+	}
+	return parseCert(b, s.Locate(name))
+}
+
+// readECKeyFrom reads the value called name of s as one of our own keys.
+func readECKeyFrom(ctx context.Context, s Storage, name string) (*ecdsa.PrivateKey, error) {
+	b, _, err := s.Read(ctx, name, ClassSecret)
+	if err != nil {
+		return nil, err
+	}
+	return parseECKey(b, s.Locate(name))
+}
+
+// writeCertTo creates the value called name of s.
+func writeCertTo(ctx context.Context, s Storage, name string, cert *x509.Certificate) error {
+	_, err := s.Write(ctx, name, encodeCertPEM(cert), ClassPublic, store.MustNotExist)
+	return err
+}
+
+// writeKeyTo creates the value called name of s: key as PKCS#8 PEM, secret.
+func writeKeyTo(ctx context.Context, s Storage, name string, key crypto.Signer) error {
+	b, err := encodeKeyPEM(key)
+	if err != nil {
+		return err
+	}
+	_, err = s.Write(ctx, name, b, ClassSecret, store.MustNotExist)
+	return err
 }

@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -233,29 +234,45 @@ func (c *CA) withReservation(ttl time.Duration, sign func(a *authority, now, not
 
 // reserve moves a's reservation past notAfter and persists it, unless a is
 // no longer active (the caller then retries with the new active authority)
-// or the reservation already covers notAfter.
+// or the reservation already covers notAfter. If another server wrote the
+// metadata first, reserve reloads it and tries again from there: it never
+// lowers a reservation another server made, nor undoes its changes.
 func (c *CA) reserve(a *authority, notAfter time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.active != a || !notAfter.After(a.meta.ReservedNotAfter) {
-		return nil
-	}
-	reserved := notAfter.Add(reservationSlack)
-	if a.cert.NotAfter.Before(reserved) {
-		// Nothing signed by a outlives its certificate.
-		reserved = a.cert.NotAfter
-	}
-	md := c.metadataLocked()
-	for i := range md.Authorities {
-		if md.Authorities[i].ID == a.meta.ID {
-			md.Authorities[i].ReservedNotAfter = reserved
+	ctx, cancel := context.WithTimeout(context.Background(), storageTimeout)
+	defer cancel()
+	for range maxReserveAttempts {
+		c.mu.Lock()
+		id := a.meta.ID
+		if c.active != a || !notAfter.After(a.meta.ReservedNotAfter) {
+			c.mu.Unlock()
+			return nil
+		}
+		reserved := notAfter.Add(reservationSlack)
+		if a.cert.NotAfter.Before(reserved) {
+			// Nothing signed by a outlives its certificate.
+			reserved = a.cert.NotAfter
+		}
+		md := c.metadataLocked()
+		for i := range md.Authorities {
+			if m := &md.Authorities[i]; m.ID == id && reserved.After(m.ReservedNotAfter) {
+				m.ReservedNotAfter = reserved
+			}
+		}
+		err := c.commitLocked(ctx, md)
+		c.mu.Unlock()
+		if err == nil {
+			c.log.Debug("authority reservation extended", attrAuthority, id, attrReservedNotAfter, reserved)
+			return nil
+		}
+		if !errors.Is(err, ErrConcurrentChange) {
+			return fmt.Errorf("persist reservation of authority %s: %w", id, err)
+		}
+		// Another server wrote first: merge with what it wrote.
+		if _, err := c.reload(ctx); err != nil {
+			return fmt.Errorf("persist reservation of authority %s: %w", id, err)
 		}
 	}
-	if err := c.commitLocked(md); err != nil {
-		return fmt.Errorf("persist reservation of authority %s: %w", a.meta.ID, err)
-	}
-	c.log.Debug("authority reservation extended", attrAuthority, a.meta.ID, attrReservedNotAfter, reserved)
-	return nil
+	return fmt.Errorf("persist reservation: %w", ErrConcurrentChange)
 }
 
 // checkSVIDID checks that id may be the subject of an SVID.

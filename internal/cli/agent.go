@@ -33,9 +33,18 @@ new token while that SVID is valid. Workloads connect to the unix socket and get
 exactly the SVIDs whose selectors all match them (unix:uid, unix:gid, unix:user,
 unix:path, unix:sha256). Workload SVIDs are kept in memory only and rotated at
 half their lifetime. The token may also come from TRUSTMESH_JOIN_TOKEN, which
-keeps it out of the process list.`,
+keeps it out of the process list.
+
+With several --server addresses (a,b or the flag repeated: the replicas of
+the control plane) the agent uses one reachable replica, picked in random
+order to spread agents over them, and moves to another within seconds when
+the one in use goes away.`,
 		Example: `  trustmesh agent --server 127.0.0.1:8443 --join-token $TOKEN \
-      --trust-bundle /var/lib/trustmesh/bundle.pem --socket /run/trustmesh/agent.sock --data-dir /var/lib/trustmesh-agent`,
+      --trust-bundle /var/lib/trustmesh/bundle.pem --socket /run/trustmesh/agent.sock --data-dir /var/lib/trustmesh-agent
+
+  # three control-plane replicas
+  trustmesh agent --server 10.0.0.1:8443,10.0.0.2:8443,10.0.0.3:8443 \
+      --trust-bundle /var/lib/trustmesh/bundle.pem --data-dir /var/lib/trustmesh-agent`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := logs.logger(s.err)
@@ -54,7 +63,8 @@ keeps it out of the process list.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.ServerAddr, "server", "127.0.0.1:8443", "server node API address")
+	f.StringArrayVar(&cfg.ServerAddrs, "server", []string{"127.0.0.1:8443"},
+		"server node API address `HOST:PORT`, or a comma-separated list of replicas to fail over between (repeatable)")
 	f.StringVar(&cfg.JoinToken, "join-token", "", "single-use join token (first start; env TRUSTMESH_JOIN_TOKEN)")
 	f.StringVar(&cfg.TrustBundleFile, "trust-bundle", "", "PEM trust bundle of the server (its DATA_DIR/bundle.pem)")
 	f.StringVar(&cfg.SocketPath, "socket", defaultSocket(), "Workload API unix socket")

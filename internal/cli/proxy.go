@@ -22,6 +22,7 @@ import (
 	"github.com/trustmesh/trustmesh/internal/httpnorm"
 	"github.com/trustmesh/trustmesh/internal/proxy"
 	"github.com/trustmesh/trustmesh/internal/server/adminapi"
+	"github.com/trustmesh/trustmesh/internal/serveraddr"
 	"github.com/trustmesh/trustmesh/internal/telemetry/accesslog"
 	"github.com/trustmesh/trustmesh/internal/telemetry/tracing"
 )
@@ -31,16 +32,16 @@ const proxyGCPercent = 400
 
 func newProxyCmd(s *streams) *cobra.Command {
 	var (
-		socket, server, admin, httpProxy, mode string
-		spiffeID                               string
-		inbound, outbound                      []string
-		logs                                   logFlags
-		encSlashes, backslashes, pathParams    string
-		keepSlashes, lowercase                 bool
-		cacheSize                              int
-		metricsNaming                          string
-		accessLog, otlpEndpoint                string
-		otlpInsecure, pprofOn                  bool
+		socket, admin, httpProxy, mode      string
+		spiffeID                            string
+		servers, inbound, outbound          []string
+		logs                                logFlags
+		encSlashes, backslashes, pathParams string
+		keepSlashes, lowercase              bool
+		cacheSize                           int
+		metricsNaming                       string
+		accessLog, otlpEndpoint             string
+		otlpInsecure, pprofOn               bool
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy",
@@ -50,7 +51,9 @@ func newProxyCmd(s *streams) *cobra.Command {
 Its identity comes from the node agent over the SPIFFE Workload API (--socket);
 its configuration (services and endpoints, mTLS modes, revocations) is pushed
 by the server over one stream (--server), and the last good configuration stays
-in force while the server is away.
+in force while the server is away. --server takes a comma-separated list (or
+the flag repeated) of control-plane replicas: the proxy streams from one,
+picked in random order, and moves to another within seconds when it goes away.
 
   --inbound LISTEN=APP_ADDR       accept mesh traffic on LISTEN (mutual TLS, or
                                   plaintext where PeerAuthentication allows it)
@@ -101,6 +104,10 @@ otherwise (its live heap is small, so the default 100 collects far too often).`,
 			}
 			if cacheSize < 0 {
 				return fmt.Errorf("--authz-cache-size %d: want 0 (off) or a number of entries", cacheSize)
+			}
+			serverAddrs, err := serveraddr.Parse(servers...)
+			if err != nil {
+				return fmt.Errorf("--server: %w", err)
 			}
 			if accessLog != "" {
 				al, err := accesslog.New(accesslog.Config{Path: accessLog, Logger: log})
@@ -173,7 +180,7 @@ otherwise (its live heap is small, so the default 100 collects far too often).`,
 			if err != nil {
 				return err
 			}
-			sub, err := configsync.NewClient(configsync.ClientConfig{ServerAddr: server, Source: source, ProxyID: proxyID(),
+			sub, err := configsync.NewClient(configsync.ClientConfig{ServerAddrs: serverAddrs, Source: source, ProxyID: proxyID(),
 				Mode: mode, Version: version(), Applier: p, Events: p.Events(), Taps: p.Taps(), Logger: log})
 			if err != nil {
 				return err
@@ -189,7 +196,8 @@ otherwise (its live heap is small, so the default 100 collects far too often).`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&socket, "socket", defaultSocket(), "the agent's Workload API socket")
-	f.StringVar(&server, "server", "127.0.0.1:8443", "the server's gRPC address (config push)")
+	f.StringArrayVar(&servers, "server", []string{"127.0.0.1:8443"},
+		"the server's gRPC address `HOST:PORT` (config push), or a comma-separated list of replicas to fail over between (repeatable)")
 	f.StringVar(&admin, "admin", "127.0.0.1:15000", "admin listener: /healthz, /ready, /config_dump, /metrics")
 	f.StringArrayVar(&inbound, "inbound", nil, "LISTEN=APP_ADDR (repeatable)")
 	f.StringArrayVar(&outbound, "outbound", nil, "LISTEN=SERVICE[.NAMESPACE][:PORT] (repeatable)")

@@ -59,6 +59,7 @@ func NewRoot(in io.Reader, out, errOut io.Writer) *cobra.Command {
 		newPolicyCmd(s),
 		newExplainCmd(s),
 		newTapCmd(s),
+		newKEKCmd(s),
 		newVersionCmd(s),
 	)
 	return root

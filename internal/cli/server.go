@@ -29,10 +29,23 @@ the hash-chained audit log live in DATA_DIR/trustmesh.db (SQLite). The audit
 log's head is signed every --audit-checkpoint-interval and at shutdown with
 DATA_DIR/audit/checkpoint.key (Ed25519, created on first start; public key
 checkpoint.pub), and each checkpoint is appended to
-DATA_DIR/audit/checkpoints.jsonl as well as stored.`,
+DATA_DIR/audit/checkpoints.jsonl as well as stored.
+
+High availability: several servers share one PostgreSQL database with
+--store postgres://USER@HOST:PORT/DATABASE (each with its own --data-dir).
+The CA authorities, the admin CA and the audit checkpoint key then live in
+the database, their private keys sealed with AES-256-GCM under the
+key-encryption key in --kek-file (create one with trustmesh kek generate and
+give every replica the same file; the database alone never yields a usable
+key). A change made through any replica reaches the others' agents and
+proxies at once (LISTEN/NOTIFY); CA rotation steps and audit checkpoint
+signing run on one elected replica and move when it dies. Agents and proxies
+take every replica's address: --server a:8443,b:8443.`,
 		Example: `  trustmesh server --data-dir /var/lib/trustmesh --trust-domain example.org
   trustmesh server --data-dir ./data --trust-domain example.org --listen 127.0.0.1:8443 --admin-listen 127.0.0.1:8444 --log-format json
-  trustmesh server --data-dir ./data --trust-domain example.org --upstream-ca ca.pem,ca.key`,
+  trustmesh server --data-dir ./data --trust-domain example.org --upstream-ca ca.pem,ca.key
+  trustmesh kek generate --out /etc/trustmesh/kek
+  trustmesh server --data-dir ./data-a --trust-domain example.org --store postgres://trustmesh@db:5432/trustmesh --kek-file /etc/trustmesh/kek`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := logs.logger(s.err)
@@ -60,6 +73,9 @@ DATA_DIR/audit/checkpoints.jsonl as well as stored.`,
 	f.StringVar(&cfg.ListenAddr, "listen", server.DefaultListen, "node API address (agents)")
 	f.StringVar(&cfg.AdminListenAddr, "admin-listen", server.DefaultAdminListen, "admin API address (operators)")
 	f.StringVar(&cfg.MetricsListenAddr, "metrics-listen", "", "serve Prometheus /metrics in plain HTTP on this address, e.g. 127.0.0.1:8445 (default: off)")
+	f.StringVar(&cfg.StoreURL, "store", "", "where objects, tokens, issued SVIDs and the audit log live: sqlite://PATH or postgres://USER@HOST:PORT/DATABASE (default: DATA_DIR/trustmesh.db); the password, if any, is better given in PGPASSWORD or ~/.pgpass")
+	f.StringVar(&cfg.KEKFile, "kek-file", "", "key-encryption key that seals the CA and audit keys in a PostgreSQL store (required with postgres://; see trustmesh kek generate)")
+	f.StringVar(&cfg.ReplicaID, "replica-id", "", "this replica's name among servers sharing a database (default: HOSTNAME/LISTEN_ADDRESS)")
 	f.StringVar(&upstream, "upstream-ca", "", "CERT,KEY PEM files of an existing CA to run under as an intermediate")
 	f.DurationVar(&cfg.NodeSVIDTTL, "node-svid-ttl", server.DefaultNodeSVIDTTL, "lifetime of node SVIDs")
 	f.DurationVar(&cfg.CAPropagationDelay, "ca-propagation-delay", server.DefaultPropagation, "how long a new CA authority is published before it signs (see `trustmesh ca rotate`)")

@@ -13,12 +13,10 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/keepalive"
 
 	configsyncv1 "github.com/trustmesh/trustmesh/api/configsync/v1"
+	"github.com/trustmesh/trustmesh/internal/serveraddr"
 )
 
 // Applier is the proxy side: it validates and applies a snapshot, or says
@@ -60,13 +58,15 @@ type Source interface {
 
 // ClientConfig configures a subscriber.
 type ClientConfig struct {
-	// ServerAddr is the server's gRPC address (the node API port).
-	ServerAddr string
-	Source     Source
-	ProxyID    string
-	Mode       string
-	Version    string
-	Applier    Applier
+	// ServerAddrs are the server's gRPC address (the node API port),
+	// HOST:PORT each: one, or the replicas of the control plane to fail
+	// over between (see serveraddr.Parse).
+	ServerAddrs []string
+	Source      Source
+	ProxyID     string
+	Mode        string
+	Version     string
+	Applier     Applier
 	// Events, if set, are sent to the server in batches while connected.
 	Events Buffer[*configsyncv1.DecisionEvent]
 	// Taps, if set, are request summaries sent while the server asks for
@@ -75,8 +75,10 @@ type ClientConfig struct {
 	Logger *slog.Logger
 }
 
-// maxBackoff bounds the reconnect delay; it must stay below DefaultSettle.
-const maxBackoff = 2 * time.Second
+// maxBackoff bounds the reconnect delay, both this package's between
+// streams and gRPC's between connection attempts; it must stay below
+// DefaultSettle.
+const maxBackoff = serveraddr.DefaultMaxReconnectDelay
 
 // Client keeps a ConfigSync stream open and applies what it receives. The
 // last good snapshot stays in force while the server is unreachable.
@@ -87,9 +89,12 @@ type Client struct {
 
 // NewClient validates cfg.
 func NewClient(cfg ClientConfig) (*Client, error) {
+	addrs, err := serveraddr.Parse(cfg.ServerAddrs...)
+	if err != nil {
+		return nil, fmt.Errorf("--server: %w", err)
+	}
+	cfg.ServerAddrs = addrs
 	switch {
-	case cfg.ServerAddr == "":
-		return nil, errors.New("--server is required")
 	case cfg.Source == nil || cfg.Applier == nil:
 		return nil, errors.New("configsync client: source and applier are required")
 	case cfg.ProxyID == "":
@@ -113,16 +118,11 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	tlsConf := tlsconfig.MTLSClientConfig(c.cfg.Source, c.cfg.Source, tlsconfig.AuthorizeID(serverID))
 	tlsConf.MinVersion = tls.VersionTLS13
-	conn, err := grpc.NewClient(c.cfg.ServerAddr,
-		grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
-		// gRPC's own reconnect backoff defaults to up to 120 s, during which
-		// calls fail fast with the last error: after a control-plane restart
-		// the proxy would stay away long after the server is back.
-		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: maxBackoff},
-			MinConnectTimeout: 5 * time.Second}))
+	// One connection over every replica: when the one in use goes away,
+	// the next stream below is opened on another.
+	conn, err := serveraddr.Dial(serveraddr.Config{Addrs: c.cfg.ServerAddrs, Credentials: credentials.NewTLS(tlsConf), MaxReconnectDelay: maxBackoff})
 	if err != nil {
-		return fmt.Errorf("configsync: dial %s: %w", c.cfg.ServerAddr, err)
+		return fmt.Errorf("configsync: %w", err)
 	}
 	defer conn.Close()
 	client := configsyncv1.NewConfigSyncClient(conn)
@@ -156,6 +156,7 @@ func (c *Client) session(ctx context.Context, client configsyncv1.ConfigSyncClie
 	if err != nil {
 		return false, err
 	}
+	c.log.Info("config stream open", "server", serveraddr.FromContext(stream.Context()))
 	hello := &configsyncv1.Hello{ProxyId: c.cfg.ProxyID, Inbound: c.cfg.Applier.InboundListeners(), Mode: c.cfg.Mode, Version: c.cfg.Version,
 		Serving: c.cfg.Applier.Ready()}
 	if err := stream.Send(&configsyncv1.ProxyMessage{Msg: &configsyncv1.ProxyMessage_Hello{Hello: hello}}); err != nil {

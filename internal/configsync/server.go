@@ -93,7 +93,10 @@ type Server struct {
 
 	mu      sync.Mutex
 	proxies map[*proxyConn]struct{}
-	gen     chan struct{} // closed when a new generation is published
+	// remote are the ready proxies connected to other replicas (SetRemote).
+	remote       []ProxyInfo
+	localChanged chan struct{} // see LocalChanges
+	gen          chan struct{} // closed when a new generation is published
 }
 
 type proxyConn struct {
@@ -147,7 +150,7 @@ func NewServer(cfg ServerConfig) *Server {
 		cfg.Now = time.Now
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "configsync"), dirty: make(chan struct{}, 1),
-		proxies: map[*proxyConn]struct{}{}, gen: make(chan struct{}), settled: cfg.Now().Add(cfg.Settle)}
+		proxies: map[*proxyConn]struct{}{}, localChanged: make(chan struct{}, 1), gen: make(chan struct{}), settled: cfg.Now().Add(cfg.Settle)}
 	s.world.Store(&World{Mesh: policyDefaults()})
 	return s
 }
@@ -213,12 +216,21 @@ func (s *Server) Proxies() []ProxyStatus {
 	return out
 }
 
+// proxyInfos lists the local proxies and the remote ones (see SetRemote)
+// not connected here, ordered by proxy ID.
 func (s *Server) proxyInfos() []ProxyInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]ProxyInfo, 0, len(s.proxies))
+	out := make([]ProxyInfo, 0, len(s.proxies)+len(s.remote))
+	local := make(map[string]bool, len(s.proxies))
 	for c := range s.proxies {
 		out = append(out, c.status.ProxyInfo)
+		local[c.status.ID] = true
+	}
+	for _, p := range s.remote {
+		if !local[p.ID] {
+			out = append(out, p)
+		}
 	}
 	slices.SortFunc(out, func(a, b ProxyInfo) int { return strings.Compare(a.ID, b.ID) })
 	return out
@@ -276,6 +288,7 @@ func (s *Server) Stream(stream configsyncv1.ConfigSync_StreamServer) error {
 	s.mu.Unlock()
 	if c.status.Ready {
 		s.markDirty() // already serving: its endpoints join others' snapshots
+		s.signalLocalChange()
 	}
 	s.log.Info("proxy connected", "proxy_id", c.status.ID, "spiffe_id", id, "inbound", len(c.status.Inbound))
 	defer func() {
@@ -283,6 +296,7 @@ func (s *Server) Stream(stream configsyncv1.ConfigSync_StreamServer) error {
 		delete(s.proxies, c)
 		s.mu.Unlock()
 		s.markDirty() // its endpoints leave other proxies' snapshots
+		s.signalLocalChange()
 		s.log.Info("proxy disconnected", "proxy_id", c.status.ID, "spiffe_id", id)
 	}()
 
@@ -428,6 +442,7 @@ func (s *Server) receive(ctx context.Context, stream configsyncv1.ConfigSync_Str
 			}
 			if becameReady {
 				s.markDirty() // it now serves: add its endpoints for others
+				s.signalLocalChange()
 				if s.cfg.OnReady != nil {
 					s.cfg.OnReady()
 				}

@@ -2,10 +2,13 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"runtime"
 	"testing"
 	"time"
+
+	configsyncv1 "github.com/trustmesh/trustmesh/api/configsync/v1"
 )
 
 func TestSVIDRotationAppliesToNewConnections(t *testing.T) {
@@ -105,5 +108,40 @@ func TestRunReturnsAndLeavesNoGoroutines(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > before+2 {
 		buf := make([]byte, 1<<16)
 		t.Errorf("%d goroutines after Run returned, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// TestRevokedClientRecoversWithNewSVID: a client whose SVID was revoked,
+// and which has a new one from its agent, must not be locked out by the
+// session ticket it cached with the old one: the inbound side refuses to
+// resume that session and the client completes a full handshake with its
+// current SVID.
+func TestRevokedClientRecoversWithNewSVID(t *testing.T) {
+	m := newMesh(t, echoApp(t), "HTTP", nil)
+	get := func() error {
+		resp, err := http.Get("http://" + m.outbound + "/")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+		return nil
+	}
+	if err := get(); err != nil {
+		t.Fatal(err)
+	}
+	m.a.upstreams.closeIdle() // the next request resumes, or tries to
+	m.aSrc.mu.Lock()
+	old := m.aSrc.svid
+	m.aSrc.svid = m.ca.mint(t, clientID)
+	m.aSrc.mu.Unlock()
+	mustApply(t, m.b, inboundSnapshot(2, "STRICT", nil, &configsyncv1.Revocation{Serial: old.Certificates[0].SerialNumber.String()}))
+	if err := get(); err != nil {
+		t.Fatalf("request with the new SVID after the old one was revoked: %v", err)
+	}
+	if got := counterValue(t, m.b.metrics.handshakes.WithLabelValues(dirInbound, "X25519MLKEM768", "true")); got != 0 {
+		t.Errorf("resumed inbound handshakes = %v, want 0 (the revoked session must not resume)", got)
 	}
 }

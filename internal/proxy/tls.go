@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -150,9 +152,18 @@ func (p *Proxy) newServerTLS() *tls.Config {
 	// Tickets record the client certificate's expiry, and a session whose
 	// certificate expires within sessionMargin is not resumed: the client
 	// falls back to a full handshake with its current SVID.
+	//
+	// Likewise a session whose client certificate was revoked after the
+	// ticket was issued is not resumed: the client (whose agent has minted
+	// it a new SVID by then) falls back to a full handshake with its
+	// current certificate. Refusing the resumption outright instead would
+	// lock the client out until its cached ticket aged out, since a TLS
+	// client keeps offering the ticket it has. Tickets record what the
+	// revocation list matches on: serial, SPIFFE ID and NotBefore.
 	cfg.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
 		if len(cs.PeerCertificates) > 0 {
-			ss.Extra = append(ss.Extra, encodeSessionNotAfter(cs.PeerCertificates[0].NotAfter))
+			leaf := cs.PeerCertificates[0]
+			ss.Extra = append(ss.Extra, encodeSessionNotAfter(leaf.NotAfter), encodeSessionPeer(leaf))
 		}
 		return cfg.EncryptTicket(cs, ss)
 	}
@@ -165,9 +176,61 @@ func (p *Proxy) newServerTLS() *tls.Config {
 		if !ok || !time.Now().Add(sessionMargin).Before(notAfter) {
 			return nil, nil // full handshake
 		}
+		leaf, ok := sessionPeer(ss.Extra)
+		if !ok {
+			return nil, nil
+		}
+		if revoked, _ := p.view.Load().revocations().Revoked(leaf); revoked {
+			return nil, nil
+		}
 		return ss, nil
 	}
 	return cfg
+}
+
+const sessionPeerTag = "trustmesh-peer:"
+
+// encodeSessionPeer records a client certificate's serial, NotBefore and
+// URI SAN (its SPIFFE ID) in a ticket: tag, 8-byte NotBefore, 2-byte serial
+// length, serial, URI.
+func encodeSessionPeer(leaf *x509.Certificate) []byte {
+	serial := leaf.SerialNumber.Bytes()
+	var uri string
+	if len(leaf.URIs) > 0 {
+		uri = leaf.URIs[0].String()
+	}
+	b := make([]byte, 0, len(sessionPeerTag)+10+len(serial)+len(uri))
+	b = append(b, sessionPeerTag...)
+	b = binary.BigEndian.AppendUint64(b, uint64(leaf.NotBefore.Unix())) //nolint:gosec // G115: certificate times are after 1970
+	b = binary.BigEndian.AppendUint16(b, uint16(len(serial)))           //nolint:gosec // G115: serials are at most 20 bytes (RFC 5280)
+	b = append(b, serial...)
+	return append(b, uri...)
+}
+
+// sessionPeer rebuilds what encodeSessionPeer recorded as a certificate
+// that the revocation list can be asked about.
+func sessionPeer(extra [][]byte) (*x509.Certificate, bool) {
+	for _, e := range extra {
+		v, ok := bytes.CutPrefix(e, []byte(sessionPeerTag))
+		if !ok || len(v) < 10 {
+			continue
+		}
+		notBefore := time.Unix(int64(binary.BigEndian.Uint64(v)), 0) //nolint:gosec // G115: written by encodeSessionPeer
+		n := int(binary.BigEndian.Uint16(v[8:]))
+		if len(v) < 10+n {
+			return nil, false
+		}
+		leaf := &x509.Certificate{SerialNumber: new(big.Int).SetBytes(v[10 : 10+n]), NotBefore: notBefore}
+		if rest := string(v[10+n:]); rest != "" {
+			u, err := url.Parse(rest)
+			if err != nil {
+				return nil, false
+			}
+			leaf.URIs = []*url.URL{u}
+		}
+		return leaf, true
+	}
+	return nil, false
 }
 
 // sessionMargin: a session is not resumed when its client certificate

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -35,7 +36,16 @@ func (s *Server) newCheckpointer(ctx context.Context) (*audit.Checkpointer, erro
 		return nil, fmt.Errorf("--audit-checkpoint-interval %v: want %v or more, e.g. 1m", interval, minCheckpointInterval)
 	}
 	dir := filepath.Join(s.cfg.DataDir, auditDir)
-	key, created, err := audit.LoadOrCreateKey(dir)
+	var (
+		key     ed25519.PrivateKey
+		created bool
+		err     error
+	)
+	if s.shared {
+		key, created, err = audit.LoadOrCreateSharedKey(ctx, s.store, s.kek, dir)
+	} else {
+		key, created, err = audit.LoadOrCreateKey(dir)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("load audit checkpoint key: %w", err)
 	}
@@ -43,6 +53,7 @@ func (s *Server) newCheckpointer(ctx context.Context) (*audit.Checkpointer, erro
 		Store:    s.store,
 		Key:      key,
 		File:     filepath.Join(dir, audit.CheckpointsFile),
+		Shared:   s.shared,
 		Interval: interval,
 		Now:      s.cfg.Now,
 		Logger:   s.cfg.Logger,
@@ -57,16 +68,18 @@ func (s *Server) newCheckpointer(ctx context.Context) (*audit.Checkpointer, erro
 	return cp, nil
 }
 
-// startCheckpoints runs the checkpointer until stop is called. It runs
-// outside Run's errgroup so that its last checkpoint, signed as it stops,
-// comes after every other component has stopped and covers every record
-// they wrote on their way out.
+// startCheckpoints runs the checkpointer, whenever this replica is elected
+// to sign, until stop is called. It runs outside Run's errgroup so that its
+// last checkpoint, signed as it stops, comes after every other component
+// has stopped and covers every record they wrote on their way out.
 func (s *Server) startCheckpoints(ctx context.Context) (stop func()) {
 	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = s.checkpoints.Run(cctx) // logs its own failures; nil when cancelled
+		s.runElected(cctx, roleCheckpoints, func(held context.Context) {
+			_ = s.checkpoints.Run(held) // logs its own failures; nil when cancelled
+		})
 	}()
 	return func() {
 		cancel()

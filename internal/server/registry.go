@@ -54,7 +54,7 @@ func (r *registry) current() *view { return r.cur.Load() }
 
 // run rebuilds the view whenever the store reports a change.
 func (r *registry) run(ctx context.Context) error {
-	ch, cancel := r.store.Subscribe()
+	ch, cancel := r.store.Subscribe(store.TopicObjects)
 	defer cancel()
 	for {
 		select {

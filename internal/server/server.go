@@ -26,8 +26,8 @@ import (
 	"github.com/trustmesh/trustmesh/internal/ca"
 	"github.com/trustmesh/trustmesh/internal/configsync"
 	"github.com/trustmesh/trustmesh/internal/datadir"
+	"github.com/trustmesh/trustmesh/internal/kek"
 	"github.com/trustmesh/trustmesh/internal/store"
-	"github.com/trustmesh/trustmesh/internal/store/sqlite"
 )
 
 // Defaults.
@@ -63,7 +63,16 @@ type Config struct {
 	// AuditCheckpointInterval is how often the audit log's head is signed
 	// (default audit.DefaultCheckpointInterval; see auditchain.go).
 	AuditCheckpointInterval time.Duration
-	// Store overrides the default SQLite store in DataDir (tests, PostgreSQL).
+	// StoreURL selects the store: "" for DataDir/trustmesh.db, sqlite://PATH,
+	// or postgres://… for a database several replicas share.
+	StoreURL string
+	// KEKFile is the key-encryption key that seals the CA and audit keys in
+	// a shared database (required with PostgreSQL; see package kek).
+	KEKFile string
+	// ReplicaID names this replica among those sharing a database (default:
+	// hostname and node API address).
+	ReplicaID string
+	// Store overrides StoreURL (tests).
 	Store  store.Store
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -75,8 +84,13 @@ type Server struct {
 	td    spiffeid.TrustDomain
 	log   *slog.Logger
 	store store.Store
-	ca    *ca.CA
-	audit *audit.Recorder
+	// shared: the store is a database other replicas may share (see ha.go);
+	// replica names this one among them.
+	shared  bool
+	replica string
+	kek     *kek.KEK // seals the CA and audit keys in a shared store
+	ca      *ca.CA
+	audit   *audit.Recorder
 	// checkpoints signs the audit log's head (see auditchain.go).
 	checkpoints *audit.Checkpointer
 	// issued persists issued SVIDs with group commit (see issuedLog).
@@ -140,27 +154,38 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.lock, err = datadir.Lock(cfg.DataDir, "server"); err != nil {
 		return nil, err
 	}
-	if s.td, err = resolveTrustDomain(cfg.DataDir, cfg.TrustDomain); err != nil {
+	s.store = cfg.Store
+	if s.store == nil {
+		if s.store, s.shared, err = openStore(ctx, cfg.DataDir, cfg.StoreURL); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.loadKEK(); err != nil {
+		return nil, err
+	}
+	if s.shared {
+		s.td, err = sharedTrustDomain(ctx, s.store, cfg.DataDir, cfg.TrustDomain)
+	} else {
+		s.td, err = resolveTrustDomain(cfg.DataDir, cfg.TrustDomain)
+	}
+	if err != nil {
 		return nil, err
 	}
 	td := s.td
-
-	s.store = cfg.Store
-	if s.store == nil {
-		s.store, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "trustmesh.db"))
-		if err != nil {
-			return nil, fmt.Errorf("open store: %w", err)
-		}
-	}
-	s.ca, err = ca.New(ca.Config{
+	caCfg := ca.Config{
 		TrustDomain:      td,
 		Dir:              filepath.Join(cfg.DataDir, "ca"),
 		UpstreamCertFile: cfg.UpstreamCertFile,
 		UpstreamKeyFile:  cfg.UpstreamKeyFile,
 		Now:              cfg.Now,
 		Logger:           cfg.Logger,
-	})
-	if err != nil {
+	}
+	if s.shared {
+		if err := s.sharedCAStorage(&caCfg); err != nil {
+			return nil, err
+		}
+	}
+	if s.ca, err = ca.New(caCfg); err != nil {
 		return nil, fmt.Errorf("load CA: %w", err)
 	}
 	s.audit = audit.NewRecorder(s.store, cfg.Logger, cfg.Now)
@@ -201,6 +226,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	if s.nodeLis, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
 		return nil, fmt.Errorf("listen on --listen %s: %w", cfg.ListenAddr, err)
+	}
+	if s.replica = cfg.ReplicaID; s.replica == "" {
+		s.replica = replicaID(s.NodeAddr())
 	}
 	if s.adminLis, err = net.Listen("tcp", cfg.AdminListenAddr); err != nil {
 		return nil, fmt.Errorf("listen on --admin-listen %s: %w", cfg.AdminListenAddr, err)
@@ -256,10 +284,14 @@ func (s *Server) AdminAddr() string { return s.adminLis.Addr().String() }
 func (s *Server) Run(ctx context.Context) error {
 	defer s.close()
 	s.log.Info("trustmesh server started", "trust_domain", s.td.Name(), "listen", s.NodeAddr(),
-		"admin_listen", s.AdminAddr(), "data_dir", s.cfg.DataDir)
+		"admin_listen", s.AdminAddr(), "data_dir", s.cfg.DataDir, "shared_store", s.shared, "replica", s.replica)
 	stopCheckpoints := s.startCheckpoints(ctx)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.reg.run(ctx) })
+	g.Go(func() error { s.runElected(ctx, roleCA, s.runCALifecycle); return nil })
+	if s.shared {
+		g.Go(func() error { return s.runPresence(ctx) })
+	}
 	g.Go(func() error { return s.push.Run(ctx) })
 	g.Go(func() error { return s.runNodeAPI(ctx) })
 	g.Go(func() error { return s.runAdminAPI(ctx) })
@@ -304,35 +336,71 @@ func (s *Server) writeBundle() error {
 	return nil
 }
 
-// runMaintenance drives the CA lifecycle: auto-activation of a prepared
-// authority after the propagation delay, removal of retired ones, and
-// renewal of the server's own certificates. Every bundle change is written
-// to bundle.pem and pushed to agents.
-func (s *Server) runMaintenance(ctx context.Context) error {
+// runCALifecycle drives the CA lifecycle on the elected replica:
+// activation of a prepared authority after the propagation delay and
+// removal of retired ones. Every bundle change is written to bundle.pem and
+// pushed to agents (here, and on the other replicas through Reload).
+func (s *Server) runCALifecycle(ctx context.Context) {
 	t := time.NewTicker(maintenanceInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-t.C:
 		}
 		changed := false
 		if since, ok := s.ca.PreparedSince(); ok && s.cfg.Now().Sub(since) >= s.cfg.CAPropagationDelay {
 			a, err := s.ca.Activate()
-			if err != nil {
+			switch {
+			case errors.Is(err, ca.ErrConcurrentChange):
+				s.log.Info("activate prepared CA authority: another replica changed the CA; retrying", "error", err)
+			case err != nil:
 				s.log.Error("activate prepared CA authority", "error", err)
-			} else {
+			default:
 				changed = true
 				s.recordAudit(ctx, "server", "ca.activate", a.ID, audit.OutcomeSuccess, "propagation delay passed")
 			}
 		}
 		tidied, err := s.ca.Tidy()
-		if err != nil {
+		if err != nil && !errors.Is(err, ca.ErrConcurrentChange) {
 			s.log.Error("remove retired CA authorities", "error", err)
 		}
 		if changed || tidied {
 			s.bundleChanged(ctx)
+		}
+	}
+}
+
+// runMaintenance renews the server's own certificates, keeps the serving
+// proxies' record and, on a shared store, follows the CA changes other
+// replicas make (a rotation step, a reservation) and copies their audit
+// checkpoints into this replica's checkpoint file.
+func (s *Server) runMaintenance(ctx context.Context) error {
+	t := time.NewTicker(maintenanceInterval)
+	defer t.Stop()
+	var blobs <-chan struct{}
+	if s.shared {
+		ch, cancel := s.store.Subscribe(store.TopicBlobs)
+		defer cancel()
+		blobs = ch
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-blobs:
+		}
+		if s.shared {
+			if changed, err := s.ca.Reload(); err != nil {
+				s.log.Error("reload CA state written by another replica; keeping the current one", "error", err)
+			} else if changed {
+				s.bundleChanged(ctx)
+			}
+			if err := s.checkpoints.CatchUp(ctx); err != nil {
+				s.log.Error("copy audit checkpoints into this replica's file", "error", err)
+			}
 		}
 		if err := s.ids.renewIfDue(); err != nil {
 			s.log.Error("renew server certificates", "error", err)

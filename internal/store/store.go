@@ -132,6 +132,47 @@ type AuditCheckpoint struct {
 	Signature []byte
 }
 
+// Blob is one named value of the control plane's shared state: the CA's
+// authorities and keys, the audit checkpoint key, the trust domain. Every
+// replica of a server reads and writes the same blobs. The store does not
+// interpret Data; callers encrypt secret values before they reach it (see
+// package kek), so the database alone never yields a usable key.
+type Blob struct {
+	Name string
+	Data []byte
+	// Version is assigned by the store: 1 for a new blob, then one more on
+	// every write. PutBlob and DeleteBlob compare-and-swap on it.
+	Version int64
+	// Updated is when Version was written (assigned by the store).
+	Updated time.Time
+}
+
+// Presence is what one server replica publishes about the proxies connected
+// to it, so that every replica's snapshots carry the endpoints of every
+// serving proxy, wherever it is connected. Data is opaque to the store (the
+// hub's encoding). A presence whose ExpiresAt has passed belongs to a
+// replica that stopped renewing it (it died) and is no longer listed.
+type Presence struct {
+	Replica   string
+	Data      []byte
+	ExpiresAt time.Time
+}
+
+// Topic is a set of kinds of change that Subscribe reports.
+type Topic uint8
+
+// Topics.
+const (
+	// TopicObjects: an object write or delete, or a revocation.
+	TopicObjects Topic = 1 << iota
+	// TopicBlobs: a blob write or delete.
+	TopicBlobs
+	// TopicPresence: a PutPresence or DeletePresence.
+	TopicPresence
+
+	TopicAll = TopicObjects | TopicBlobs | TopicPresence
+)
+
 // Store is the control plane's persistence. All methods are safe for
 // concurrent use.
 type Store interface {
@@ -208,10 +249,46 @@ type Store interface {
 	// ErrNotFound if there is none.
 	LastAuditCheckpoint(ctx context.Context) (AuditCheckpoint, error)
 
+	// GetBlob returns a blob or ErrNotFound.
+	GetBlob(ctx context.Context, name string) (Blob, error)
+	// ListBlobs returns the blobs whose name starts with prefix, ordered by
+	// name (byte order).
+	ListBlobs(ctx context.Context, prefix string) ([]Blob, error)
+	// PutBlob writes a blob if its current version is expectVersion
+	// (MustNotExist for a new one, AnyRevision for any), ErrConflict
+	// otherwise, and returns the version written.
+	PutBlob(ctx context.Context, name string, data []byte, expectVersion int64) (int64, error)
+	// DeleteBlob removes a blob if its version is expectVersion (or
+	// AnyRevision): ErrNotFound if it does not exist, ErrConflict if its
+	// version differs.
+	DeleteBlob(ctx context.Context, name string, expectVersion int64) error
+
+	// PutPresence creates or replaces replica's presence.
+	PutPresence(ctx context.Context, p Presence) error
+	// ListPresence returns the presences that have not expired at now,
+	// ordered by replica.
+	ListPresence(ctx context.Context, now time.Time) ([]Presence, error)
+	// DeletePresence removes replica's presence (a clean shutdown); no
+	// error if there is none.
+	DeletePresence(ctx context.Context, replica string) error
+
+	// Elect campaigns for the singleton role name (CA rotation, audit
+	// checkpoint signing, expiry sweeps run on one replica only). It blocks
+	// until the role is held or ctx is done, and returns a context that is
+	// cancelled when the role is lost (the database connection that holds
+	// it failed) and a release func that gives it up; call release in every
+	// case. A store that only one server can open (SQLite: the data dir
+	// lock) grants the role at once. Holders must tolerate a short overlap
+	// with a successor (a lost role is noticed within seconds, not
+	// instantly): singleton writes compare-and-swap.
+	Elect(ctx context.Context, name string) (held context.Context, release func(), err error)
+
 	// Subscribe returns a channel that receives a value (coalesced, never
-	// blocking the writer) after every object write, delete or revocation, so
-	// watchers can re-read Changes / ListRevocations. cancel releases it.
-	Subscribe() (ch <-chan struct{}, cancel func())
+	// blocking the writer) after every committed change to one of topics
+	// (a bit set), made through this store or, on a database shared by
+	// several replicas, through another one, so watchers can re-read what
+	// they follow. cancel releases it.
+	Subscribe(topics Topic) (ch <-chan struct{}, cancel func())
 
 	// Close releases the store. Safe to call twice.
 	Close() error

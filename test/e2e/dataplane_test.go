@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -29,8 +30,11 @@ type proxyProc struct {
 func startProxy(t *testing.T, s *server, a *agent, id string, args ...string) *proxyProc {
 	t.Helper()
 	p := &proxyProc{admin: freeAddr(t)}
-	all := append([]string{"proxy", "--socket", a.socket, "--server", s.nodeAddr, "--admin", p.admin,
-		"--spiffe-id", id, "--log-level", "debug"}, args...)
+	all := []string{"proxy", "--socket", a.socket, "--admin", p.admin, "--spiffe-id", id, "--log-level", "debug"}
+	if !slices.Contains(args, "--server") { // a repeated --server adds to the list
+		all = append(all, "--server", s.nodeAddr)
+	}
+	all = append(all, args...)
 	p.proc = start(t, "proxy "+id, all...)
 	waitFor(t, "proxy ready", 30*time.Second, func() bool {
 		select {

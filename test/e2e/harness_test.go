@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -41,6 +42,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "build trustmesh:", err)
 		return 1
 	}
+	defer stopPostgres()
 	return m.Run()
 }
 
@@ -81,6 +83,8 @@ type proc struct {
 	out  *syncBuffer
 	done chan struct{}
 	err  error
+	// killed: the test killed it on purpose (kill), so its exit is clean.
+	killed atomic.Bool
 }
 
 // start runs the binary with args until the test ends, then stops it with
@@ -124,8 +128,15 @@ func (p *proc) stop() error {
 	}
 }
 
+// kill ends the process with SIGKILL, as a crash would, and waits.
+func (p *proc) kill() {
+	p.killed.Store(true)
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
 func (p *proc) exitErr() error {
-	if p.err == nil {
+	if p.err == nil || p.killed.Load() {
 		return nil
 	}
 	// Exited by our SIGTERM before installing handlers is still a clean stop.
@@ -186,11 +197,18 @@ type server struct {
 
 func startServer(t testing.TB, td string, extra ...string) *server {
 	t.Helper()
-	s := &server{dir: filepath.Join(t.TempDir(), "server"), td: td, nodeAddr: freeAddr(t), adminAddr: freeAddr(t)}
-	args := append([]string{"server", "--data-dir", s.dir, "--trust-domain", td,
-		"--listen", s.nodeAddr, "--admin-listen", s.adminAddr, "--log-level", "debug"}, extra...)
-	s.args = args
+	s := newServer(t, td, extra...)
 	s.launch(t)
+	return s
+}
+
+// newServer picks a server's addresses and data dir without starting it
+// (launch does).
+func newServer(t testing.TB, td string, extra ...string) *server {
+	t.Helper()
+	s := &server{dir: filepath.Join(t.TempDir(), "server"), td: td, nodeAddr: freeAddr(t), adminAddr: freeAddr(t)}
+	s.args = append([]string{"server", "--data-dir", s.dir, "--trust-domain", td,
+		"--listen", s.nodeAddr, "--admin-listen", s.adminAddr, "--log-level", "debug"}, extra...)
 	return s
 }
 
@@ -237,13 +255,19 @@ type agent struct {
 // startAgent starts an agent; token may be empty to re-join with a saved SVID.
 func startAgent(t testing.TB, s *server, dir, token string) *agent {
 	t.Helper()
+	return startAgentAt(t, s, s.nodeAddr, dir, token)
+}
+
+// startAgentAt is startAgent with --server servers (a list, for failover).
+func startAgentAt(t testing.TB, s *server, servers, dir, token string) *agent {
+	t.Helper()
 	sockDir, err := os.MkdirTemp("", "tm-sock")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	a := &agent{dir: dir, socket: filepath.Join(sockDir, "agent.sock")}
-	args := []string{"agent", "--server", s.nodeAddr, "--trust-bundle", filepath.Join(s.dir, "bundle.pem"),
+	args := []string{"agent", "--server", servers, "--trust-bundle", filepath.Join(s.dir, "bundle.pem"),
 		"--socket", a.socket, "--data-dir", dir, "--log-level", "debug"}
 	if token != "" {
 		args = append(args, "--join-token", token)

@@ -24,6 +24,10 @@
 //     visible. Migration 2 added prev_hash and hash and chained the records
 //     that existed then, appending an auditchain.ActionChainStart record
 //     that says so. audit_checkpoints holds the signed checkpoints as given.
+//   - blobs (migration 3) holds named values with a version that starts at 1
+//     and grows by one per write; PutBlob and DeleteBlob compare-and-swap on
+//     it inside an IMMEDIATE transaction. presence holds one row per replica,
+//     filtered by expiry when read rather than swept.
 //
 // Times are stored as integer Unix nanoseconds and returned in UTC; a zero
 // time.Time is stored as NULL. Times outside the int64 nanosecond range
@@ -52,5 +56,13 @@
 //
 // Subscribers are signalled after the transaction commits, with a
 // non-blocking send on a channel of capacity one, so a slow watcher coalesces
-// signals and never delays a writer.
+// signals and never delays a writer. Each subscriber names the topics it
+// follows (store.Topic); a write signals only the subscribers of its topic.
+// Only writes through this Store are seen: no other server opens the file.
+//
+// # Elections
+//
+// One server opens a data dir (it holds the dir's lock), so Elect grants
+// every role at once. The held context ends on release, when the campaign's
+// context ends, or when the store is closed.
 package sqlite

@@ -117,6 +117,23 @@ var migrations = []migration{
 		},
 		run: chainExistingAudit,
 	},
+	{
+		version: 3,
+		name:    "blobs and presence",
+		stmts: []string{
+			`CREATE TABLE blobs (
+				name       TEXT    NOT NULL PRIMARY KEY,
+				data       BLOB    NOT NULL,
+				version    INTEGER NOT NULL CHECK (version > 0),
+				updated_ns INTEGER NOT NULL
+			) WITHOUT ROWID`,
+			`CREATE TABLE presence (
+				replica       TEXT    NOT NULL PRIMARY KEY,
+				data          BLOB    NOT NULL,
+				expires_at_ns INTEGER NOT NULL
+			) WITHOUT ROWID`,
+		},
+	},
 }
 
 // chainExistingAudit computes the hash chain over the records of a log

@@ -159,7 +159,7 @@ func (s *Store) PutObject(ctx context.Context, obj store.Object, expectRevision 
 	if err != nil {
 		return store.Object{}, fmt.Errorf("put object %s: %w", key, err)
 	}
-	s.notify()
+	s.notify(store.TopicObjects)
 	return out, nil
 }
 
@@ -201,7 +201,7 @@ func (s *Store) DeleteObject(ctx context.Context, kind, namespace, name, actor s
 	if err != nil {
 		return store.Object{}, fmt.Errorf("delete object %s: %w", key, err)
 	}
-	s.notify()
+	s.notify(store.TopicObjects)
 	return out, nil
 }
 

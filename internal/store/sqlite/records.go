@@ -116,7 +116,7 @@ func (s *Store) AddRevocation(ctx context.Context, r store.Revocation) error {
 	if err != nil {
 		return fmt.Errorf("add revocation of %q: %w", r.Serial+r.SPIFFEID, err)
 	}
-	s.notify()
+	s.notify(store.TopicObjects)
 	return nil
 }
 

@@ -34,6 +34,9 @@ type Store struct {
 	stmts writeStmts
 	subs  subscribers
 
+	// closed is cancelled by Close; it ends every held Elect role.
+	closed    context.Context
+	markClose context.CancelFunc
 	closeOnce sync.Once
 }
 
@@ -77,6 +80,7 @@ func open(ctx context.Context, path string) (_ *Store, err error) {
 	}
 
 	s := &Store{now: time.Now}
+	s.closed, s.markClose = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, s.close())
@@ -195,6 +199,7 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) close() error {
+	s.markClose()
 	var errs []error
 	for _, stmt := range []*sql.Stmt{
 		s.stmts.liveHead, s.stmts.nextRevision, s.stmts.insertRevision,
@@ -290,24 +295,26 @@ func fromNullNanos(n sql.NullInt64) time.Time {
 	return fromNanos(n.Int64)
 }
 
-// subscribers fans a signal out to every Subscribe channel.
+// subscribers fans a signal out to the Subscribe channels of its topic.
 type subscribers struct {
 	mu  sync.Mutex
-	chs map[chan struct{}]struct{}
+	chs map[chan struct{}]store.Topic
 }
 
 // Subscribe returns a channel that receives a value after every committed
-// object write or delete and every revocation. Signals coalesce: a watcher
-// that has not yet received the last one gets one value for many writes, and
-// should then re-read Changes or ListRevocations. The channel is never
-// closed; cancel stops the signals and may be called more than once.
-func (s *Store) Subscribe() (<-chan struct{}, func()) {
+// change to one of topics: object writes and deletes and revocations
+// (store.TopicObjects), blob writes and deletes (store.TopicBlobs), presence
+// puts and deletes (store.TopicPresence). Signals coalesce: a watcher that
+// has not yet received the last one gets one value for many writes, and
+// should then re-read what it follows. The channel is never closed; cancel
+// stops the signals and may be called more than once.
+func (s *Store) Subscribe(topics store.Topic) (<-chan struct{}, func()) {
 	ch := make(chan struct{}, 1)
 	s.subs.mu.Lock()
 	if s.subs.chs == nil {
-		s.subs.chs = make(map[chan struct{}]struct{})
+		s.subs.chs = make(map[chan struct{}]store.Topic)
 	}
-	s.subs.chs[ch] = struct{}{}
+	s.subs.chs[ch] = topics
 	s.subs.mu.Unlock()
 
 	var once sync.Once
@@ -320,14 +327,36 @@ func (s *Store) Subscribe() (<-chan struct{}, func()) {
 	}
 }
 
-// notify signals every subscriber without blocking.
-func (s *Store) notify() {
+// notify signals every subscriber of topic without blocking.
+func (s *Store) notify(topic store.Topic) {
 	s.subs.mu.Lock()
 	defer s.subs.mu.Unlock()
-	for ch := range s.subs.chs {
+	for ch, topics := range s.subs.chs {
+		if topics&topic == 0 {
+			continue
+		}
 		select {
 		case ch <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// Elect grants the role at once: only one server opens a SQLite store (the
+// data dir lock), so there is nobody to campaign against. The held context
+// is derived from ctx and is cancelled by release or when the store is
+// closed; release may be called more than once.
+func (s *Store) Elect(ctx context.Context, name string) (context.Context, func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, func() {}, fmt.Errorf("elect %q: %w", name, err)
+	}
+	if err := s.closed.Err(); err != nil {
+		return nil, func() {}, fmt.Errorf("elect %q: store is closed", name)
+	}
+	held, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.closed, cancel)
+	return held, func() {
+		stop()
+		cancel()
+	}, nil
 }

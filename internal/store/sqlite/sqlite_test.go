@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -272,6 +273,28 @@ func BenchmarkPutObject(b *testing.B) {
 		}
 		i++
 	}
+}
+
+// BenchmarkPutObjectParallel writes from GOMAXPROCS goroutines at once, to
+// compare with the PostgreSQL store's benchmark of the same name.
+func BenchmarkPutObjectParallel(b *testing.B) {
+	s := openStore(b, filepath.Join(b.TempDir(), "store.db"))
+	ctx := b.Context()
+	data := []byte(`{"apiVersion":"trustmesh.dev/v1","kind":"Service","metadata":{"name":"web"},"spec":{"ports":[8080]}}`)
+	b.ReportAllocs()
+	var worker atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		w := worker.Add(1)
+		i := 0
+		for pb.Next() {
+			obj := store.Object{Kind: "Service", Namespace: "bench", Name: fmt.Sprint("svc-", w, "-", i%1000), Data: data, Actor: "bench"}
+			if _, err := s.PutObject(ctx, obj, store.AnyRevision); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
 }
 
 func benchIssued(i int) []store.Issued {

@@ -120,7 +120,7 @@ func testIssued(t *testing.T, s store.Store) {
 
 func testRevocations(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	ch, cancel := s.Subscribe()
+	ch, cancel := s.Subscribe(store.TopicObjects)
 	defer cancel()
 
 	bySerial := store.Revocation{Serial: "123456789", RevokedAt: base, Reason: "key compromise", Actor: "admin:alice"}
@@ -172,7 +172,7 @@ func waitNotified(t *testing.T, ch <-chan struct{}, when string) {
 
 func testSubscribe(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	first, cancelFirst := s.Subscribe()
+	first, cancelFirst := s.Subscribe(store.TopicObjects)
 	defer cancelFirst()
 	if got := cap(first); got != 1 {
 		t.Errorf("channel capacity: got %d, want 1", got)
@@ -197,7 +197,7 @@ func testSubscribe(t *testing.T, s store.Store) {
 	del(t, s, "Service", "prod", "web", store.AnyRevision)
 	waitNotified(t, first, "after several writes")
 
-	second, cancelSecond := s.Subscribe()
+	second, cancelSecond := s.Subscribe(store.TopicObjects)
 	defer cancelSecond()
 	put(t, s, "Service", "prod", "web", `{"v":4}`, store.MustNotExist)
 	waitNotified(t, first, "after re-create, first subscriber")

@@ -1,11 +1,16 @@
 // Package storetest is the conformance suite every store.Store
 // implementation passes, so that callers can rely on the same semantics from
 // SQLite and PostgreSQL: revisions, compare-and-swap, history, single-use
-// join tokens, a gapless and linear audit hash chain, audit checkpoints and
-// change notification.
+// join tokens, a gapless and linear audit hash chain, audit checkpoints,
+// versioned blobs, presence, singleton roles and change notification by
+// topic.
 //
 // An implementation's test calls Run with a function that opens a new, empty
-// store for one subtest.
+// store for one subtest. A store that several server replicas share (one
+// PostgreSQL database) also calls RunShared, with two stores on one
+// database, which checks what the replicas see of each other: notification,
+// compare-and-swap, single-use tokens, the audit chain and elections across
+// them.
 package storetest
 
 import (
@@ -29,8 +34,14 @@ const notifyTimeout = 10 * time.Second
 // every implementation must make the same way: object and node listings are
 // in byte order (a PostgreSQL store needs COLLATE "C"), Data comes back byte
 // for byte, a tombstone carries the Data it removed, a join token is expired
-// from its ExpiresAt on, ListIssued's "newest" is the most recently recorded,
-// and History of an unknown object is empty rather than ErrNotFound.
+// from its ExpiresAt on (and so is a presence), ListIssued's "newest" is the
+// most recently recorded, History of an unknown object is empty rather than
+// ErrNotFound, blob names match a ListBlobs prefix byte for byte ('%' and
+// '_' are not wildcards), a blob created again after a delete starts over at
+// version 1, a write signals its own store's subscribers before it returns,
+// audit appends and node writes signal no topic, and Elect's held context is
+// derived from the campaign's (it ends when that ends) and ends when the
+// store is closed.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Helper()
 	for _, tc := range []struct {
@@ -56,6 +67,14 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"audit chain stays linear under concurrent batches", testAuditChainConcurrent},
 		{"audit checkpoints", testAuditCheckpoints},
 		{"subscribe", testSubscribe},
+		{"subscribe filters by topic", testSubscribeTopics},
+		{"blob versions and compare and swap", testBlobVersions},
+		{"blob data byte for byte", testBlobData},
+		{"blob list by prefix", testBlobList},
+		{"blob delete", testBlobDelete},
+		{"presence", testPresence},
+		{"elect", testElect},
+		{"elect ends on close", testElectClose},
 		{"close twice", testCloseTwice},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
