@@ -10,6 +10,10 @@
 //	  --spiffe-id spiffe://TD/bench --streams 100,1000 --changes 20 \
 //	  --apply-cmd "bin/trustmesh apply --data-dir DIR -f -" --server-pid PID
 //
+// --server may list several replicas of a highly available control plane
+// (--server A,B --server-pid PID_A,PID_B): stream i connects to address
+// i % len, and every figure is reported over all streams and per replica.
+//
 // One JSON object goes to stdout, a table to stderr.
 package main
 
@@ -53,23 +57,27 @@ func main() {
 }
 
 type options struct {
-	server, socket, spiffeID, applyCmd string
-	namespace, service                 string
-	streams                            []int
-	changes, serverPID, dialParallel   int
-	timeout                            time.Duration
+	socket, spiffeID, applyCmd string
+	namespace, service         string
+	// servers are the addresses the streams are spread over, round-robin;
+	// serverPIDs is empty or holds the pid of each.
+	servers               []string
+	serverPIDs            []int
+	streams               []int
+	changes, dialParallel int
+	timeout               time.Duration
 }
 
 func parseAndRun(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("convergence", flag.ContinueOnError)
 	var o options
-	fs.StringVar(&o.server, "server", "", "the server's gRPC address (required)")
+	servers := fs.String("server", "", "the server's gRPC address, or a comma-separated list of replicas to spread the streams over round-robin (required)")
 	fs.StringVar(&o.socket, "socket", "/tmp/trustmesh/agent.sock", "the agent's Workload API socket")
 	fs.StringVar(&o.spiffeID, "spiffe-id", "", "the identity the streams present (required; the agent must grant it to this process)")
 	streams := fs.String("streams", "100,1000", "comma-separated stream counts, one run each")
 	fs.IntVar(&o.changes, "changes", 20, "object changes per run, one at a time")
 	fs.StringVar(&o.applyCmd, "apply-cmd", "", `command (run with sh -c) that applies the YAML on its stdin, e.g. "bin/trustmesh apply --data-dir DIR -f -" (required)`)
-	fs.IntVar(&o.serverPID, "server-pid", 0, "the server's pid, for its memory from /proc (0: not measured)")
+	serverPIDs := fs.String("server-pid", "", "the server's pid, for its CPU and memory from /proc; with several --server addresses, one pid per address, in the same order (empty or 0: not measured)")
 	fs.StringVar(&o.namespace, "namespace", "default", "namespace of the Service that is changed")
 	fs.StringVar(&o.service, "service", "bench-conv", "name of the Service that is changed")
 	fs.IntVar(&o.dialParallel, "dial-parallel", 100, "streams connecting at the same time while a run opens its streams")
@@ -77,8 +85,26 @@ func parseAndRun(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if o.server == "" || o.spiffeID == "" || o.applyCmd == "" {
+	if *servers == "" || o.spiffeID == "" || o.applyCmd == "" {
 		return errors.New("--server, --spiffe-id and --apply-cmd are required")
+	}
+	for a := range strings.SplitSeq(*servers, ",") {
+		if a = strings.TrimSpace(a); a == "" {
+			return fmt.Errorf("--server %q: an address is empty", *servers)
+		}
+		o.servers = append(o.servers, a)
+	}
+	if p := strings.TrimSpace(*serverPIDs); p != "" && p != "0" {
+		for f := range strings.SplitSeq(p, ",") {
+			pid, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || pid < 1 {
+				return fmt.Errorf("--server-pid: %q is not a pid", f)
+			}
+			o.serverPIDs = append(o.serverPIDs, pid)
+		}
+		if len(o.serverPIDs) != len(o.servers) {
+			return fmt.Errorf("--server-pid: %d pid(s) for %d --server address(es); give one per address, in the same order", len(o.serverPIDs), len(o.servers))
+		}
 	}
 	for f := range strings.SplitSeq(*streams, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -126,11 +152,35 @@ type result struct {
 	// changes; Changes*Streams means no extra pushes.
 	SnapshotsReceived int64 `json:"snapshots_received"`
 	// ServerCPUMS and BenchCPUMS are the CPU time (user+system) the server
-	// and this program spent per change, during the changes.
+	// and this program spent per change, during the changes. With several
+	// replicas the server figures (CPU, RSS, HWM) are their sum; each
+	// one's are in Replicas.
 	ServerCPUMS float64  `json:"server_cpu_ms_per_change,omitempty"`
 	BenchCPUMS  float64  `json:"bench_cpu_ms_per_change"`
 	ServerRSSMB *memPair `json:"server_rss_mb,omitempty"`
 	ServerHWMMB *memPair `json:"server_hwm_mb,omitempty"`
+	// Servers are the addresses the streams were spread over: stream i
+	// used Servers[i % len(Servers)].
+	Servers []string `json:"servers"`
+	// Replicas holds the figures of each address's streams, in the order
+	// of Servers (one entry with a single address).
+	Replicas []replicaResult `json:"replicas"`
+}
+
+// replicaResult is the part of a result measured on one address's streams;
+// the fields mean what result's of the same name do.
+type replicaResult struct {
+	Server            string   `json:"server"`
+	Streams           int      `json:"streams"`
+	PropagationMS     pcts     `json:"propagation_ms"`
+	AckMS             pcts     `json:"ack_ms"`
+	AllStreamsMS      pcts     `json:"all_streams_ms"`
+	EarlyReceipts     int      `json:"early_receipts"`
+	SnapshotsReceived int64    `json:"snapshots_received"`
+	ServerPID         int      `json:"server_pid,omitempty"`
+	ServerCPUMS       float64  `json:"server_cpu_ms_per_change,omitempty"`
+	ServerRSSMB       *memPair `json:"server_rss_mb,omitempty"`
+	ServerHWMMB       *memPair `json:"server_hwm_mb,omitempty"`
 }
 
 type pcts struct {
@@ -191,8 +241,11 @@ func run(o options, stdout, stderr io.Writer) error {
 		"server_cpu_ms_per_change (from /proc/PID/stat, 10 ms ticks) and bench_cpu_ms_per_change (getrusage) are CPU time spent during the changes divided by their number; the apply command's own CPU (a child process) is in neither",
 		"percentiles are nearest-rank over all (stream, change) receipts; all_streams_ms over changes",
 	)
-	if o.serverPID != 0 {
+	if len(o.serverPIDs) != 0 {
 		notes = append(notes, "server memory from /proc/PID/status: VmRSS and VmHWM after the streams connected and after the changes; VmHWM is reset (clear_refs 5) before each run when allowed")
+	}
+	if len(o.servers) > 1 {
+		notes = append(notes, fmt.Sprintf("streams spread round-robin over %d replicas (stream i on address i %% %d: %s); every change is applied with the command above, whichever replica it goes through; figures over all streams, and per replica under replicas; server CPU and memory at the top level are the replicas' sum", len(o.servers), len(o.servers), strings.Join(o.servers, ", ")))
 	}
 	var rep report
 	for _, n := range o.streams {
@@ -258,8 +311,9 @@ func (b *bench) apply(ctx context.Context, port uint32) (time.Time, time.Time, e
 
 // stream is one simulated proxy.
 type stream struct {
-	idx  int
-	conn *grpc.ClientConn
+	idx     int
+	replica int // index in options.servers of the address it uses
+	conn    *grpc.ClientConn
 }
 
 // tracker collects, for the change in flight, when each stream received
@@ -272,7 +326,7 @@ type tracker struct {
 	ack      []time.Time
 	pending  int
 	done     chan struct{}
-	received int64
+	received []int64 // snapshots received, per replica
 	snapSize int
 	errs     []error
 }
@@ -286,10 +340,10 @@ func (t *tracker) arm(n int, want uint32, first bool) <-chan struct{} {
 	return t.done
 }
 
-func (t *tracker) observe(idx int, port uint32, size int, recv, ack time.Time) {
+func (t *tracker) observe(idx, replica int, port uint32, size int, recv, ack time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.received++
+	t.received[replica]++
 	if t.done == nil || !t.recv[idx].IsZero() || (!t.first && port != t.want) {
 		return
 	}
@@ -376,25 +430,26 @@ func (b *bench) proxy(ctx context.Context, s *stream, run string, t *tracker, st
 			}
 			return
 		}
-		t.observe(s.idx, b.servicePort(snap), proto.Size(snap), recv, time.Now())
+		t.observe(s.idx, s.replica, b.servicePort(snap), proto.Size(snap), recv, time.Now())
 	}
 }
 
 func (b *bench) runN(ctx context.Context, n int) (result, []string, error) {
-	r := result{Streams: n, Changes: b.o.changes}
+	nrep := len(b.o.servers)
+	r := result{Streams: n, Changes: b.o.changes, Servers: b.o.servers}
 	var notes []string
 	// A known starting point, before any stream connects.
 	b.port++
 	if _, _, err := b.apply(ctx, b.port); err != nil {
 		return r, notes, err
 	}
-	if b.o.serverPID != 0 {
-		if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", b.o.serverPID), []byte("5"), 0o600); err != nil {
-			notes = append(notes, fmt.Sprintf("%d streams: could not reset the server's VmHWM (%v): its peak is since it started", n, err))
+	for _, pid := range b.o.serverPIDs {
+		if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0o600); err != nil {
+			notes = append(notes, fmt.Sprintf("%d streams: could not reset the VmHWM of server pid %d (%v): its peak is since it started", n, pid, err))
 		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	t := &tracker{}
+	t := &tracker{received: make([]int64, nrep)}
 	streams := make([]*stream, n)
 	var wg sync.WaitGroup
 	defer func() {
@@ -412,13 +467,14 @@ func (b *bench) runN(ctx context.Context, n int) (result, []string, error) {
 	begin := time.Now()
 	inflight := 0
 	for i := range n {
-		conn, err := grpc.NewClient(b.o.server,
+		rep := i % nrep
+		conn, err := grpc.NewClient(b.o.servers[rep],
 			grpc.WithTransportCredentials(credentials.NewTLS(b.tlsConf)),
 			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}))
 		if err != nil {
 			return r, notes, err
 		}
-		streams[i] = &stream{idx: i, conn: conn}
+		streams[i] = &stream{idx: i, replica: rep, conn: conn}
 		if inflight == b.o.dialParallel {
 			<-started
 			inflight--
@@ -439,14 +495,19 @@ func (b *bench) runN(ctx context.Context, n int) (result, []string, error) {
 	t.mu.Lock()
 	r.SnapshotBytes = t.snapSize
 	t.mu.Unlock()
-	// Let the server absorb the ACKs (each first ACK marks it dirty).
+	// Let the servers absorb the ACKs (each first ACK marks it dirty).
 	time.Sleep(500 * time.Millisecond)
-	rss0, hwm0, memErr := b.memory()
+	mem0, memErr := b.memory()
 
 	t.mu.Lock()
-	t.received = 0
+	clear(t.received)
 	t.mu.Unlock()
-	var apply, prop, ackd, e2e, all []float64
+	// Samples over all streams, and per replica.
+	type samples struct{ prop, ackd, all []float64 }
+	var apply, e2e []float64
+	var total samples
+	per := make([]samples, nrep)
+	early := make([]int, nrep)
 	srvCPU0, srvErr := b.serverCPU()
 	selfCPU0 := selfCPU()
 	for range b.o.changes {
@@ -464,47 +525,94 @@ func (b *bench) runN(ctx context.Context, n int) (result, []string, error) {
 		}
 		t.mu.Lock()
 		var last time.Time
-		for i := range n {
-			rv := t.recv[i]
+		lastBy := make([]time.Time, nrep)
+		for i, s := range streams {
+			rv, rep := t.recv[i], s.replica
 			if rv.Before(t0) {
 				r.EarlyReceipts++
+				early[rep]++
 			}
-			prop = append(prop, ms(rv.Sub(t0)))
-			ackd = append(ackd, ms(t.ack[i].Sub(t0)))
+			p, a := ms(rv.Sub(t0)), ms(t.ack[i].Sub(t0))
+			total.prop, total.ackd = append(total.prop, p), append(total.ackd, a)
+			per[rep].prop, per[rep].ackd = append(per[rep].prop, p), append(per[rep].ackd, a)
 			e2e = append(e2e, ms(rv.Sub(start)))
 			if rv.After(last) {
 				last = rv
 			}
+			if rv.After(lastBy[rep]) {
+				lastBy[rep] = rv
+			}
 		}
 		t.mu.Unlock()
-		all = append(all, ms(last.Sub(t0)))
+		total.all = append(total.all, ms(last.Sub(t0)))
+		for rep := range nrep {
+			if !lastBy[rep].IsZero() {
+				per[rep].all = append(per[rep].all, ms(lastBy[rep].Sub(t0)))
+			}
+		}
 		if err := t.firstErr(); err != nil {
 			return r, notes, err
 		}
 	}
 	t.mu.Lock()
-	r.SnapshotsReceived = t.received
+	received := slices.Clone(t.received)
 	t.mu.Unlock()
-	r.BenchCPUMS = ms(selfCPU()-selfCPU0) / float64(b.o.changes)
-	if srvCPU1, err := b.serverCPU(); b.o.serverPID != 0 && err == nil && srvErr == nil {
-		r.ServerCPUMS = ms(srvCPU1-srvCPU0) / float64(b.o.changes)
+	for _, v := range received {
+		r.SnapshotsReceived += v
 	}
+	r.BenchCPUMS = ms(selfCPU()-selfCPU0) / float64(b.o.changes)
+	srvCPU1, srvErr1 := b.serverCPU()
+	cpuOK := len(b.o.serverPIDs) != 0 && srvErr == nil && srvErr1 == nil
 	r.ApplyMS = percentiles(apply, false)
-	r.PropagationMS = percentiles(prop, true)
-	r.AckMS = percentiles(ackd, true)
+	r.PropagationMS = percentiles(total.prop, true)
+	r.AckMS = percentiles(total.ackd, true)
 	r.EndToEndMS = percentiles(e2e, true)
-	r.AllStreamsMS = percentiles(all, false)
-	if b.o.serverPID != 0 {
-		rss1, hwm1, err := b.memory()
-		if err = errors.Join(memErr, err); err != nil {
-			notes = append(notes, fmt.Sprintf("%d streams: server memory: %v", n, err))
-		} else {
-			r.ServerRSSMB = &memPair{Connected: rss0, AfterChanges: rss1}
-			r.ServerHWMMB = &memPair{Connected: hwm0, AfterChanges: hwm1}
+	r.AllStreamsMS = percentiles(total.all, false)
+	mem1, memErr1 := b.memory()
+	memOK := len(b.o.serverPIDs) != 0
+	if err := errors.Join(memErr, memErr1); memOK && err != nil {
+		notes = append(notes, fmt.Sprintf("%d streams: server memory: %v", n, err))
+		memOK = false
+	}
+	if cpuOK || memOK {
+		r.ServerRSSMB, r.ServerHWMMB = &memPair{}, &memPair{}
+	}
+	for rep, addr := range b.o.servers {
+		rr := replicaResult{
+			Server:            addr,
+			PropagationMS:     percentiles(per[rep].prop, true),
+			AckMS:             percentiles(per[rep].ackd, true),
+			AllStreamsMS:      percentiles(per[rep].all, false),
+			EarlyReceipts:     early[rep],
+			SnapshotsReceived: received[rep],
 		}
+		for _, s := range streams {
+			if s.replica == rep {
+				rr.Streams++
+			}
+		}
+		if len(b.o.serverPIDs) != 0 {
+			rr.ServerPID = b.o.serverPIDs[rep]
+		}
+		if cpuOK {
+			rr.ServerCPUMS = ms(srvCPU1[rep]-srvCPU0[rep]) / float64(b.o.changes)
+			r.ServerCPUMS += rr.ServerCPUMS
+		}
+		if memOK {
+			rr.ServerRSSMB = &memPair{Connected: mem0[rep].rss, AfterChanges: mem1[rep].rss}
+			rr.ServerHWMMB = &memPair{Connected: mem0[rep].hwm, AfterChanges: mem1[rep].hwm}
+			r.ServerRSSMB.Connected += mem0[rep].rss
+			r.ServerRSSMB.AfterChanges += mem1[rep].rss
+			r.ServerHWMMB.Connected += mem0[rep].hwm
+			r.ServerHWMMB.AfterChanges += mem1[rep].hwm
+		}
+		r.Replicas = append(r.Replicas, rr)
+	}
+	if !memOK {
+		r.ServerRSSMB, r.ServerHWMMB = nil, nil
 	}
 	// Close cleanly: end every stream, close the connections, then give
-	// the server a moment to notice before the next run.
+	// the servers a moment to notice before the next run.
 	cancel()
 	wg.Wait()
 	for i, s := range streams {
@@ -515,40 +623,53 @@ func (b *bench) runN(ctx context.Context, n int) (result, []string, error) {
 	return r, notes, nil
 }
 
-// memory reads the server's VmRSS and VmHWM in MiB.
-func (b *bench) memory() (rss, hwm float64, err error) {
-	if b.o.serverPID == 0 {
-		return 0, 0, nil
-	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", b.o.serverPID))
-	if err != nil {
-		return 0, 0, err
-	}
-	for line := range strings.SplitSeq(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
+type mem struct{ rss, hwm float64 }
+
+// memory reads each server's VmRSS and VmHWM in MiB, in the order of
+// serverPIDs.
+func (b *bench) memory() ([]mem, error) {
+	out := make([]mem, len(b.o.serverPIDs))
+	for i, pid := range b.o.serverPIDs {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			return nil, err
 		}
-		kb, perr := strconv.ParseFloat(f[1], 64)
-		if perr != nil {
-			continue
-		}
-		switch f[0] {
-		case "VmRSS:":
-			rss = kb / 1024
-		case "VmHWM:":
-			hwm = kb / 1024
+		for line := range strings.SplitSeq(string(data), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				continue
+			}
+			kb, perr := strconv.ParseFloat(f[1], 64)
+			if perr != nil {
+				continue
+			}
+			switch f[0] {
+			case "VmRSS:":
+				out[i].rss = kb / 1024
+			case "VmHWM:":
+				out[i].hwm = kb / 1024
+			}
 		}
 	}
-	return rss, hwm, nil
+	return out, nil
 }
 
-// serverCPU is the server's user+system time, from /proc/PID/stat.
-func (b *bench) serverCPU() (time.Duration, error) {
-	if b.o.serverPID == 0 {
-		return 0, nil
+// serverCPU is each server's user+system time, from /proc/PID/stat, in
+// the order of serverPIDs.
+func (b *bench) serverCPU() ([]time.Duration, error) {
+	out := make([]time.Duration, len(b.o.serverPIDs))
+	for i, pid := range b.o.serverPIDs {
+		d, err := procCPU(pid)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = d
 	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", b.o.serverPID))
+	return out, nil
+}
+
+func procCPU(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
@@ -616,4 +737,30 @@ func printTable(w io.Writer, rep report) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "(ms from the apply command's exit; cpu: ms of CPU per change; rss/hwm: after connecting / after the changes)")
+	if len(rep.Results) == 0 || len(rep.Results[0].Servers) < 2 {
+		return
+	}
+	fmt.Fprintln(w, "per replica:")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "streams\tserver\tits streams\tprop p50\tprop p99\tprop max\tack p50\tack p99\tall p50\tall p99\tsnapshots\tsrv cpu\trss MiB\thwm MiB\t")
+	for _, r := range rep.Results {
+		for _, rr := range r.Replicas {
+			rss, hwm := "-", "-"
+			if rr.ServerRSSMB != nil {
+				rss = fmt.Sprintf("%.0f/%.0f", rr.ServerRSSMB.Connected, rr.ServerRSSMB.AfterChanges)
+				hwm = fmt.Sprintf("%.0f/%.0f", rr.ServerHWMMB.Connected, rr.ServerHWMMB.AfterChanges)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%.0f\t%s\t%s\t\n", r.Streams, rr.Server, rr.Streams,
+				rr.PropagationMS.P50, rr.PropagationMS.P99, deref(rr.PropagationMS.Max), rr.AckMS.P50, rr.AckMS.P99,
+				rr.AllStreamsMS.P50, rr.AllStreamsMS.P99, rr.SnapshotsReceived, rr.ServerCPUMS, rss, hwm)
+		}
+	}
+	tw.Flush()
+}
+
+func deref(p *float64) float64 {
+	if p == nil {
+		return 0
+	}
+	return *p
 }

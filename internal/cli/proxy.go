@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -293,8 +294,13 @@ func printProxies(cmd *cobra.Command, s *streams, cf clientFlags, format string)
 		fmt.Fprintln(s.out, "no proxies connected")
 		return nil
 	}
+	replicas := slices.ContainsFunc(resp.Items, func(p adminapi.Proxy) bool { return p.Replica != "" })
 	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SPIFFE ID\tPROXY\tREADY\tSENT\tACKED\tLAST ACK\tLAST NACK")
+	header := "SPIFFE ID\tPROXY\tREADY\tSENT\tACKED\tLAST ACK\tLAST NACK"
+	if replicas {
+		header += "\tREPLICA"
+	}
+	fmt.Fprintln(tw, header)
 	for _, p := range resp.Items {
 		lastAck, nack := "-", "-"
 		if !p.LastAckAt.IsZero() {
@@ -303,7 +309,11 @@ func printProxies(cmd *cobra.Command, s *streams, cf clientFlags, format string)
 		if p.NackReason != "" {
 			nack = fmt.Sprintf("v%d: %s", p.NackVersion, p.NackReason)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%v\t%d\t%d\t%s\t%s\n", p.SPIFFEID, p.ID, p.Ready, p.SentVersion, p.AckedVersion, lastAck, nack)
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%d\t%d\t%s\t%s", p.SPIFFEID, p.ID, p.Ready, p.SentVersion, p.AckedVersion, lastAck, nack)
+		if replicas {
+			fmt.Fprintf(tw, "\t%s", p.Replica)
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
 }

@@ -473,6 +473,17 @@ func (s *Server) handleProxies(w http.ResponseWriter, _ *http.Request, _ operato
 		for _, l := range p.Inbound {
 			ap.Inbound = append(ap.Inbound, l.GetAddress())
 		}
+		if s.shared {
+			ap.Replica = s.replica
+		}
+		out.Items = append(out.Items, ap)
+	}
+	for _, rp := range s.remoteProxies() {
+		ap := adminapi.Proxy{ID: rp.info.ID, SPIFFEID: rp.info.SPIFFEID.String(), Mode: rp.info.Mode, Version: rp.info.Version,
+			Ready: rp.info.Ready, Replica: rp.replica}
+		for _, l := range rp.info.Inbound {
+			ap.Inbound = append(ap.Inbound, l.GetAddress())
+		}
 		out.Items = append(out.Items, ap)
 	}
 	writeJSON(w, http.StatusOK, out)

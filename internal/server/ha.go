@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -162,7 +163,10 @@ func (s *Server) runPresence(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("read other replicas' presence: %w", err)
 			}
-			var remote []configsync.ProxyInfo
+			var (
+				remote  []configsync.ProxyInfo
+				listing []remoteProxy
+			)
 			for _, p := range ps {
 				if p.Replica == s.replica {
 					continue
@@ -174,8 +178,14 @@ func (s *Server) runPresence(ctx context.Context) error {
 					continue
 				}
 				remote = append(remote, infos...)
+				for _, info := range infos {
+					listing = append(listing, remoteProxy{replica: p.Replica, info: info})
+				}
 			}
 			s.push.SetRemote(remote)
+			s.remoteMu.Lock()
+			s.remote = listing
+			s.remoteMu.Unlock()
 			return nil
 		}()
 		switch {
@@ -262,4 +272,17 @@ func (s *Server) sharedCAStorage(cfg *ca.Config) error {
 	}
 	cfg.Dir, cfg.Storage = "", st
 	return nil
+}
+
+// remoteProxy is a proxy connected to another replica, for get proxies.
+type remoteProxy struct {
+	replica string
+	info    configsync.ProxyInfo
+}
+
+// remoteProxies returns the proxies other replicas last published.
+func (s *Server) remoteProxies() []remoteProxy {
+	s.remoteMu.Lock()
+	defer s.remoteMu.Unlock()
+	return slices.Clone(s.remote)
 }

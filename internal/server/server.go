@@ -89,8 +89,11 @@ type Server struct {
 	shared  bool
 	replica string
 	kek     *kek.KEK // seals the CA and audit keys in a shared store
-	ca      *ca.CA
-	audit   *audit.Recorder
+	// remote are the other replicas' proxies (runPresence), under remoteMu.
+	remoteMu sync.Mutex
+	remote   []remoteProxy
+	ca       *ca.CA
+	audit    *audit.Recorder
 	// checkpoints signs the audit log's head (see auditchain.go).
 	checkpoints *audit.Checkpointer
 	// issued persists issued SVIDs with group commit (see issuedLog).

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -24,8 +25,8 @@ func TestHighAvailability(t *testing.T) {
 	kek := filepath.Join(t.TempDir(), "kek")
 	mustCLI(t, "kek", "generate", "--out", kek)
 	const td = "ha.example"
-	a := startServer(t, td, "--store", dsn, "--kek-file", kek)
-	b := newServer(t, td, "--store", dsn, "--kek-file", kek)
+	a := startServer(t, td, "--store", dsn, "--kek-file", kek, "--ca-propagation-delay", "3s")
+	b := newServer(t, td, "--store", dsn, "--kek-file", kek, "--ca-propagation-delay", "3s")
 	servers := a.nodeAddr + "," + b.nodeAddr
 
 	// The agent and proxies are given both addresses while only A is up,
@@ -50,6 +51,34 @@ func TestHighAvailability(t *testing.T) {
 	front := startProxy(t, b, ag, frontID, "--outbound", outbound+"=orders:80", "--server", b.nodeAddr)
 	waitForRequest(t, url)
 	waitProxiesReady(t, b, frontID)
+	// get proxies through B lists the whole fleet, with each proxy's replica.
+	if out := mustCLI(t, "get", "proxies", "--data-dir", b.dir); !strings.Contains(out, "REPLICA") ||
+		!regexp.MustCompile(`sa/orders .*/`+regexp.QuoteMeta(a.nodeAddr)).MatchString(out) {
+		t.Errorf("get proxies through B does not list the orders proxy on A with its replica:\n%s", out)
+	}
+
+	// Bad input: a replica with another KEK, or none, is refused with a
+	// message that says why, and starts nothing.
+	other := filepath.Join(t.TempDir(), "other-kek")
+	mustCLI(t, "kek", "generate", "--out", other)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"another KEK", []string{"--kek-file", other}, "every server must load the same KEK file"},
+		{"no KEK", nil, "--kek-file is required with a PostgreSQL store"},
+	} {
+		args := append([]string{"server", "--data-dir", filepath.Join(t.TempDir(), "bad"), "--store", dsn,
+			"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, tc.args...)
+		_, errOut, err := cli(t, "", args...)
+		if err == nil || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%s: server got error %v, stderr %q; want a refusal containing %q", tc.name, err, errOut, tc.want)
+		}
+		if strings.Contains(errOut, "PRIVATE KEY") {
+			t.Errorf("%s: the refusal shows key material: %s", tc.name, errOut)
+		}
+	}
 
 	// A policy applied through B is enforced by proxies connected to A.
 	deny := fmt.Sprintf(`apiVersion: trustmesh.dev/v1
@@ -86,6 +115,21 @@ spec:
 		return err != nil
 	})
 	t.Logf("revocation through B enforced by the proxies on A %s after revoke started", time.Since(start).Round(time.Millisecond))
+
+	// A CA rotation started through B is published by A at once and
+	// activated by the replica elected for the CA lifecycle (A, the first
+	// up); both serve the same bundle throughout, and traffic flows.
+	mustCLI(t, "ca", "rotate", "--data-dir", b.dir)
+	waitFor(t, "A's bundle.pem to carry the authority B prepared", 10*time.Second, func() bool {
+		return len(loadBundleFile(t, filepath.Join(a.dir, "bundle.pem"), td).X509Authorities()) == 2
+	})
+	waitFor(t, "the prepared authority to be activated, as seen through B", 30*time.Second, func() bool {
+		return strings.Contains(mustCLI(t, "ca", "status", "--data-dir", b.dir), "retired")
+	})
+	if !strings.Contains(a.out.String(), "action=ca.activate") {
+		t.Errorf("A, elected for the CA lifecycle, did not activate the authority")
+	}
+	waitForRequest(t, url)
 
 	// The first replica dies under traffic: the proxies move to B and no
 	// request fails (the data plane never calls the control plane).

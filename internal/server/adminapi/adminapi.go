@@ -344,6 +344,10 @@ type Proxy struct {
 	LastAckAt    time.Time `json:"lastAckAt,omitzero"`
 	NackVersion  uint64    `json:"nackVersion,omitempty"`
 	NackReason   string    `json:"nackReason,omitempty"`
+	// Replica is the server replica the proxy is connected to, when
+	// several share a database. A proxy connected to another replica is
+	// listed from that replica's presence: ready, without versions.
+	Replica string `json:"replica,omitempty"`
 }
 
 // ProxiesResponse lists connected proxies.

@@ -130,7 +130,7 @@ func (s *Store) listen(conn *pgx.Conn) {
 // idle connection is pinged now and then, so a silently dead one is noticed.
 func (s *Store) receive(ctx context.Context, conn *pgx.Conn) error {
 	for {
-		wait, cancel := context.WithTimeout(ctx, listenIdle)
+		wait, cancel := context.WithTimeout(ctx, s.listenIdle)
 		n, err := conn.WaitForNotification(wait)
 		cancel()
 		switch {

@@ -65,6 +65,7 @@ type Store struct {
 	connConfig *pgx.ConnConfig
 	log        *slog.Logger
 	now        func() time.Time
+	listenIdle time.Duration
 	// origin tags this store's notifications, so its listener can skip
 	// them: its own subscribers are signalled directly on commit.
 	origin string
@@ -88,6 +89,9 @@ type Option func(*options)
 type options struct {
 	log *slog.Logger
 	now func() time.Time
+	// listenIdle is how long the listener waits for a notification before
+	// it pings its connection (tests shorten it).
+	listenIdle time.Duration
 }
 
 // WithLogger sets the logger for what the store does in the background
@@ -107,7 +111,7 @@ func WithClock(now func() time.Time) Option {
 // listening for other servers' changes. The password never appears in its
 // errors (see Redact). Close releases the store.
 func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
-	o := options{log: slog.New(slog.DiscardHandler), now: time.Now}
+	o := options{log: slog.New(slog.DiscardHandler), now: time.Now, listenIdle: listenIdle}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -227,6 +231,7 @@ func open(ctx context.Context, cfg *pgxpool.Config, o options) (_ *Store, err er
 		connConfig: cfg.ConnConfig.Copy(),
 		log:        o.log.With(logComponent, "store/postgres"),
 		now:        o.now,
+		listenIdle: o.listenIdle,
 		origin:     hex.EncodeToString(origin),
 	}
 	s.closed, s.markClose = context.WithCancel(context.Background())
