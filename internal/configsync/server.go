@@ -373,6 +373,13 @@ func (s *Server) settle(ctx context.Context, recvErr <-chan error) error {
 				missing--
 			}
 		}
+		// One that reconnected to another replica is back too: its
+		// endpoints come from that replica's presence.
+		for _, p := range s.remote {
+			if slices.Contains(s.cfg.Expect, p.ID) {
+				missing--
+			}
+		}
 		s.mu.Unlock()
 		wait := s.settled.Sub(s.cfg.Now())
 		if missing <= 0 || wait <= 0 {

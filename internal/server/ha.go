@@ -45,6 +45,12 @@ const (
 	// database lock, and one replica may hold several).
 	roleCA          = "ca-lifecycle"
 	roleCheckpoints = "audit-checkpoints"
+	roleSweeps      = "expiry-sweeps"
+
+	// sweepInterval spaces the expiry sweeps; presences are pruned
+	// sweepGrace after they expired (they are ignored from expiry on).
+	sweepInterval = time.Minute
+	sweepGrace    = time.Minute
 
 	// trustDomainBlob records a shared database's trust domain.
 	trustDomainBlob = "cluster/trust-domain"
@@ -63,7 +69,7 @@ func openStore(ctx context.Context, dataDir, spec string) (st store.Store, share
 			return nil, false, errors.New("--store sqlite://PATH: the path is empty (e.g. sqlite:///var/lib/trustmesh/trustmesh.db)")
 		}
 		st, err = sqlite.Open(ctx, path)
-	case strings.HasPrefix(spec, "postgres://"), strings.HasPrefix(spec, "postgresql://"):
+	case isSharedStore(spec):
 		st, err = postgres.Open(ctx, spec)
 		shared = true
 	default:
@@ -240,15 +246,31 @@ func (s *Server) runElected(ctx context.Context, role string, work func(ctx cont
 	}
 }
 
-// loadKEK loads --kek-file: required with a shared store, refused without
-// one (it would protect nothing, and an operator who gave it expects it to).
-func (s *Server) loadKEK() error {
-	switch {
-	case s.shared && s.cfg.KEKFile == "":
+// isSharedStore reports whether --store names a database several replicas
+// may share.
+func isSharedStore(spec string) bool {
+	return strings.HasPrefix(spec, "postgres://") || strings.HasPrefix(spec, "postgresql://")
+}
+
+// checkKEKFlag: --kek-file is required with a shared store, and refused
+// without one (it would protect nothing, and an operator who gave it
+// expects it to). Checked before anything is created.
+func checkKEKFlag(cfg Config) error {
+	if cfg.Store != nil {
+		return nil
+	}
+	switch shared := isSharedStore(cfg.StoreURL); {
+	case shared && cfg.KEKFile == "":
 		return errors.New("--kek-file is required with a PostgreSQL store: the CA keys in a shared database are sealed with it (create one with trustmesh kek generate --out FILE and give every replica the same file)")
-	case !s.shared && s.cfg.KEKFile != "":
+	case !shared && cfg.KEKFile != "":
 		return errors.New("--kek-file is only used with a PostgreSQL store (--store postgres://…); with SQLite the CA keys are files with mode 0600 in --data-dir")
-	case !s.shared:
+	}
+	return nil
+}
+
+// loadKEK loads --kek-file for a shared store.
+func (s *Server) loadKEK() error {
+	if !s.shared {
 		return nil
 	}
 	k, err := kek.Load(s.cfg.KEKFile)
@@ -285,4 +307,23 @@ func (s *Server) remoteProxies() []remoteProxy {
 	s.remoteMu.Lock()
 	defer s.remoteMu.Unlock()
 	return slices.Clone(s.remote)
+}
+
+// runSweeps removes, on the elected replica, what has expired for good:
+// the presences of replicas that stopped without withdrawing theirs.
+func (s *Server) runSweeps(ctx context.Context) {
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
+		if n, err := s.store.PrunePresence(ctx, s.cfg.Now().Add(-sweepGrace)); err != nil && ctx.Err() == nil {
+			s.log.Warn("prune expired replica presences", "error", err)
+		} else if n > 0 {
+			s.log.Info("pruned expired replica presences", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -145,7 +145,10 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if (cfg.UpstreamCertFile == "") != (cfg.UpstreamKeyFile == "") {
 		return nil, errors.New("--upstream-ca needs both a certificate and a key file: --upstream-ca cert.pem,key.pem")
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	if err := checkKEKFlag(cfg); err != nil {
+		return nil, err
+	}
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "server")}
@@ -294,6 +297,7 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { s.runElected(ctx, roleCA, s.runCALifecycle); return nil })
 	if s.shared {
 		g.Go(func() error { return s.runPresence(ctx) })
+		g.Go(func() error { s.runElected(ctx, roleSweeps, s.runSweeps); return nil })
 	}
 	g.Go(func() error { return s.push.Run(ctx) })
 	g.Go(func() error { return s.runNodeAPI(ctx) })

@@ -271,6 +271,9 @@ type Store interface {
 	// DeletePresence removes replica's presence (a clean shutdown); no
 	// error if there is none.
 	DeletePresence(ctx context.Context, replica string) error
+	// PrunePresence removes the presences that expired before before (those
+	// of replicas that are gone for good) and reports how many.
+	PrunePresence(ctx context.Context, before time.Time) (int, error)
 
 	// Elect campaigns for the singleton role name (CA rotation, audit
 	// checkpoint signing, expiry sweeps run on one replica only). It blocks

@@ -257,3 +257,22 @@ func (s *Store) DeletePresence(ctx context.Context, replica string) error {
 	s.notify(store.TopicPresence)
 	return nil
 }
+
+// PrunePresence removes the presences that expired before before.
+func (s *Store) PrunePresence(ctx context.Context, before time.Time) (int, error) {
+	ns, err := nanos("before", before)
+	if err != nil {
+		return 0, fmt.Errorf("prune presence: %w", err)
+	}
+	var n int
+	err = s.pool.QueryRow(ctx, `WITH w AS (DELETE FROM presence WHERE expires_at_ns < $1 RETURNING 1),
+		c AS (SELECT count(*) AS n FROM w)
+		SELECT n, CASE WHEN n > 0 THEN pg_notify($2, $3) END FROM c`, ns, notifyChannel, s.payload(store.TopicPresence)).Scan(&n, nil)
+	if err != nil {
+		return 0, fmt.Errorf("prune presence: %w", err)
+	}
+	if n > 0 {
+		s.notify(store.TopicPresence)
+	}
+	return n, nil
+}

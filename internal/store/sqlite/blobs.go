@@ -237,3 +237,23 @@ func (s *Store) DeletePresence(ctx context.Context, replica string) error {
 	}
 	return nil
 }
+
+// PrunePresence removes the presences that expired before before.
+func (s *Store) PrunePresence(ctx context.Context, before time.Time) (int, error) {
+	ns, err := nanos("before", before)
+	if err != nil {
+		return 0, fmt.Errorf("prune presence: %w", err)
+	}
+	res, err := s.wdb.ExecContext(ctx, `DELETE FROM presence WHERE expires_at_ns < ?`, ns)
+	if err != nil {
+		return 0, fmt.Errorf("prune presence: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("prune presence: %w", err)
+	}
+	if n > 0 {
+		s.notify(store.TopicPresence)
+	}
+	return int(n), nil
+}

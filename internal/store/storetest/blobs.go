@@ -328,6 +328,21 @@ func testPresence(t *testing.T, s store.Store) {
 		t.Errorf("ListPresence after deleting (-want +got):\n%s", diff)
 	}
 
+	// Pruning removes what expired before the cut-off, nothing else.
+	if err := s.PutPresence(ctx, pres("gone", []byte("g"), time.Minute)); err != nil {
+		t.Fatalf("PutPresence(gone): %v", err)
+	}
+	// Zed and replica-a expired before base+1m; gone expires at it.
+	if n, err := s.PrunePresence(ctx, base.Add(time.Minute)); err != nil || n != 2 {
+		t.Errorf("PrunePresence at gone's expiry: got %d, %v, want 2 (expired before the cut-off, not at it)", n, err)
+	}
+	if n, err := s.PrunePresence(ctx, base.Add(time.Minute+1)); err != nil || n != 1 {
+		t.Errorf("PrunePresence after the expiry: got %d, %v, want 1", n, err)
+	}
+	if diff := cmp.Diff(want, list(base.Add(-time.Hour))); diff != "" {
+		t.Errorf("ListPresence after pruning, even long ago (-want +got):\n%s", diff)
+	}
+
 	for _, tc := range []struct {
 		name string
 		p    store.Presence
