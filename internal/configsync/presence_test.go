@@ -1,8 +1,10 @@
 package configsync
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -74,5 +76,32 @@ func TestRemoteProxiesJoinEndpoints(t *testing.T) {
 	}
 	if ready := s.LocalReady(); len(ready) != 1 || ready[0].ID != "moved" {
 		t.Errorf("LocalReady: got %+v, want only the local proxy", ready)
+	}
+}
+
+// TestSettleCountsRemoteProxies: after a restart, a proxy that was serving
+// here and reconnected to another replica is back (its endpoints come from
+// that replica's presence), so first pushes do not wait for it.
+func TestSettleCountsRemoteProxies(t *testing.T) {
+	s := NewServer(ServerConfig{TrustDomain: spiffeid.RequireTrustDomainFromString("example.org"),
+		Expect: []string{"moved", "here"}, Settle: time.Hour})
+	id := spiffeid.RequireFromString("spiffe://example.org/ns/prod/sa/web")
+	s.proxies[&proxyConn{status: ProxyStatus{ProxyInfo: ProxyInfo{ID: "here", SPIFFEID: id, Ready: true}}}] = struct{}{}
+	settled := func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		defer cancel()
+		return s.settle(ctx, nil) == nil
+	}
+	if settled() {
+		t.Fatal("settled with an expected proxy missing")
+	}
+	// Listed by another replica too, "here" must not count twice.
+	s.SetRemote([]ProxyInfo{{ID: "here", SPIFFEID: id, Ready: true}})
+	if settled() {
+		t.Fatal("settled with an expected proxy missing (one proxy counted twice)")
+	}
+	s.SetRemote([]ProxyInfo{{ID: "moved", SPIFFEID: id, Ready: true}})
+	if !settled() {
+		t.Error("not settled although the missing proxy is connected to another replica")
 	}
 }

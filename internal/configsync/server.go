@@ -367,17 +367,21 @@ func (s *Server) settle(ctx context.Context, recvErr <-chan error) error {
 	for len(s.cfg.Expect) > 0 {
 		s.mu.Lock()
 		gen := s.gen
-		missing := len(s.cfg.Expect)
+		back := make(map[string]bool, len(s.cfg.Expect))
 		for c := range s.proxies {
-			if c.status.Ready && slices.Contains(s.cfg.Expect, c.status.ID) {
-				missing--
+			if c.status.Ready {
+				back[c.status.ID] = true
 			}
 		}
 		// One that reconnected to another replica is back too: its
 		// endpoints come from that replica's presence.
 		for _, p := range s.remote {
-			if slices.Contains(s.cfg.Expect, p.ID) {
-				missing--
+			back[p.ID] = true
+		}
+		missing := 0
+		for _, id := range s.cfg.Expect {
+			if !back[id] {
+				missing++
 			}
 		}
 		s.mu.Unlock()
