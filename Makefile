@@ -72,9 +72,17 @@ check-generated: generate
 
 ## bench: Go benchmarks (figures, not pass/fail): CA, store, audit chain, issuance, proxy, policy engine vs OPA, path normalization;
 ## then bench/run.sh: direct vs trustmesh vs HAProxy with fortio, report in bench/results/ (BENCH_SECONDS=30 per run).
+## The HA control plane (two servers on PostgreSQL vs one on SQLite) is apart: make bench-ha.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/ca/ ./internal/store/sqlite/ ./internal/store/auditchain/ ./internal/audit/ ./internal/server/ ./internal/proxy/ ./internal/policy/authz/ ./internal/policy/rego/ ./internal/httpnorm/ ./test/e2e/
 	bench/run.sh
+
+## bench-ha: bench/ha.sh: config push convergence from a write on replica B to the ACK of 100 and 1,000 proxy
+## streams spread over replicas A and B on a throwaway PostgreSQL, object writes per second, the same on
+## SQLite; report in bench/results/DATE-TIME-ha.md (BENCH_STREAMS, BENCH_CHANGES; not part of make test).
+.PHONY: bench-ha
+bench-ha:
+	bench/ha.sh
 
 ## bench-smoke: bench/run.sh with 2 s per run (checks the harness, not the figures; not part of make test).
 bench-smoke:

@@ -19,7 +19,7 @@
 #
 # Knobs: BENCH_STREAMS (100,1000), BENCH_CHANGES (20), BENCH_WRITES (200),
 # BENCH_PORT_BASE (19400), BENCH_PG_SYNCHRONOUS_COMMIT (on, PostgreSQL's
-# default, for the servers' database), BENCH_GO_TIME (1s, -benchtime of the
+# default, for the servers' database), BENCH_GO_TIME (3s, -benchtime of the
 # store benchmarks), BENCH_LOG_LEVEL (warn, of the servers), BENCH_RESULTS
 # (bench/results), BENCH_KEEP_WORK (1: keep the temp dir with the logs).
 set -euo pipefail
@@ -27,7 +27,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 STREAMS=${BENCH_STREAMS:-100,1000} CHANGES=${BENCH_CHANGES:-20} WRITES=${BENCH_WRITES:-200}
 P=${BENCH_PORT_BASE:-19400} PG_SYNC=${BENCH_PG_SYNCHRONOUS_COMMIT:-on}
-GO_TIME=${BENCH_GO_TIME:-1s} LOG_LEVEL=${BENCH_LOG_LEVEL:-warn}
+GO_TIME=${BENCH_GO_TIME:-3s} LOG_LEVEL=${BENCH_LOG_LEVEL:-warn}
 RESULTS=${BENCH_RESULTS:-$ROOT/bench/results}
 TD=ha.bench.trustmesh.dev
 CLIENT_ID=spiffe://$TD/bench-conv
@@ -54,6 +54,7 @@ say "building bin/trustmesh and bench/convergence"
 go build -o bin/trustmesh ./cmd/trustmesh
 TM=$ROOT/bin/trustmesh
 work=$(mktemp -d /tmp/trustmesh-bench-ha.XXXXXX)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 go build -o "$work/convergence" ./bench/convergence
 
 # --- processes: every one started here is stopped on exit ------------------------
@@ -158,7 +159,7 @@ conv() {
 
 # writes NAME DATA_DIR: one apply of WRITES distinct Services, created, then each changed.
 writes() {
-  local n=$1 dir=$2 round port t0 t1
+  local n=$1 dir=$2 round port t0 t1 want got
   for round in create update; do
     port=9000; [ "$round" = update ] && port=9001
     : >"$work/$n-$round.yaml"
@@ -215,6 +216,7 @@ export HA_MACHINE="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -
 export HA_VERSIONS="trustmesh $("$TM" version 2>/dev/null | head -n 1) at $commit; $pg_version; $(go version | cut -d' ' -f3)"
 export HA_STREAMS=$STREAMS HA_CHANGES=$CHANGES HA_WRITES=$WRITES HA_PG_SYNC=$PG_SYNC HA_GO_TIME=$GO_TIME HA_LOG_LEVEL=$LOG_LEVEL
 export HA_NOFILE=$(ulimit -n)
+export HA_LOAD="before the run $load_before, after it $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$work" "$RESULTS/$stamp-ha" <<'PY'
 import json, os, re, sys
 from collections import Counter
@@ -238,6 +240,7 @@ L = []
 L.append(f"# trustmesh HA control plane benchmark, {E['HA_DATE']}")
 L.append("")
 L.append(f"- machine: {E['HA_MACHINE']}; the load generator (bench/convergence), the servers, the agent and PostgreSQL share these cores, nothing is pinned")
+L.append(f"- load average (1, 5, 15 min): {E['HA_LOAD']}; anything else running on the machine competes with the benchmark for its cores")
 L.append(f"- versions: {E['HA_VERSIONS']}")
 L.append(f"- PostgreSQL: a throwaway cluster on 127.0.0.1 (trust auth), synchronous_commit={E['HA_PG_SYNC']} for the servers' database; replicas A and B on it with one KEK and their own data dirs; one agent with --server A,B")
 L.append(f"- SQLite: one server, its own data dir (trustmesh.db, WAL, synchronous=NORMAL), started after A, B and PostgreSQL were stopped")
@@ -290,6 +293,8 @@ for line in open(f"{work}/store-bench.txt"):
 L.append("## Object writes per second")
 L.append("")
 L.append(f"Store level: `go test -run '^$' -bench PutObject -benchtime {E['HA_GO_TIME']} ./internal/store/sqlite/ ./internal/store/postgres/` (one Service object per op, 1,000 names rewritten in turn; Parallel: GOMAXPROCS={os.cpu_count()} writers; PostgreSQL on the pgtest harness's own cluster, with synchronous_commit off and on; SQLite in WAL with synchronous=NORMAL, which like synchronous_commit=off may lose the last commits in a crash but never corrupts).")
+L.append("")
+L.append("The Parallel benchmarks start their timer before their setup (no `b.ResetTimer()` before `b.RunParallel`): each round's database creation, migrations and store opening (a fresh PostgreSQL database, or a new SQLite file) is counted in its µs/op, so their writes/s are lower bounds, the PostgreSQL ones the more so; the serial ones (`b.Loop`) are not affected.")
 L.append("")
 L.append("| store | benchmark | setting | µs/op | writes/s | ×SQLite (same benchmark) |")
 L.append("|---|---|---|---:|---:|---:|")

@@ -148,7 +148,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := checkKEKFlag(cfg); err != nil {
 		return nil, err
 	}
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "server")}
