@@ -222,6 +222,7 @@ func (s *Server) runPresence(ctx context.Context) error {
 // when the role is lost, until ctx is cancelled. work must return when its
 // context is cancelled.
 func (s *Server) runElected(ctx context.Context, role string, work func(ctx context.Context)) {
+	s.metrics.singleton.WithLabelValues(role).Set(0)
 	for ctx.Err() == nil {
 		held, release, err := s.store.Elect(ctx, role)
 		if err != nil {
@@ -238,7 +239,9 @@ func (s *Server) runElected(ctx context.Context, role string, work func(ctx cont
 		if s.shared {
 			s.log.Info("elected for singleton work", "role", role, "replica", s.replica)
 		}
+		s.metrics.singleton.WithLabelValues(role).Set(1)
 		work(held)
+		s.metrics.singleton.WithLabelValues(role).Set(0)
 		release()
 		if ctx.Err() == nil {
 			s.log.Warn("lost singleton role; campaigning again", "role", role, "replica", s.replica)

@@ -23,6 +23,7 @@ type serverMetrics struct {
 	revocations prometheus.Counter
 	audit       prometheus.Counter
 	storeOps    *prometheus.HistogramVec // op
+	singleton   *prometheus.GaugeVec     // role
 }
 
 func newServerMetrics() *serverMetrics {
@@ -34,8 +35,10 @@ func newServerMetrics() *serverMetrics {
 		audit:       prometheus.NewCounter(prometheus.CounterOpts{Name: "trustmesh_server_decision_events_total", Help: "Decision events from proxies recorded in the audit log (the chain's length is trustmesh_server_audit_chain_length)."}),
 		storeOps: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "trustmesh_server_store_seconds",
 			Help: "Latency of store writes on the hot paths: issued-credential records and audit appends.", Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}}, []string{"op"}),
+		singleton: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "trustmesh_server_singleton_role",
+			Help: "1 while this replica holds a singleton role (ca-lifecycle, audit-checkpoints, expiry-sweeps), else 0."}, []string{"role"}),
 	}
-	m.reg.MustRegister(m.issued, m.revocations, m.audit, m.storeOps,
+	m.reg.MustRegister(m.issued, m.revocations, m.audit, m.storeOps, m.singleton,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

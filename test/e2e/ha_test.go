@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -26,7 +27,8 @@ func TestHighAvailability(t *testing.T) {
 	mustCLI(t, "kek", "generate", "--out", kek)
 	const td = "ha.example"
 	a := startServer(t, td, "--store", dsn, "--kek-file", kek, "--ca-propagation-delay", "3s")
-	b := newServer(t, td, "--store", dsn, "--kek-file", kek, "--ca-propagation-delay", "3s")
+	bMetrics := freeAddr(t)
+	b := newServer(t, td, "--store", dsn, "--kek-file", kek, "--ca-propagation-delay", "3s", "--metrics-listen", bMetrics)
 	servers := a.nodeAddr + "," + b.nodeAddr
 
 	// The agent and proxies are given both addresses while only A is up,
@@ -149,8 +151,19 @@ spec:
 `)
 	waitFor(t, "plaintext accepted on the PERMISSIVE port", 10*time.Second, func() bool { return plaintextAccepted(inbound) })
 	// The singleton work moved to B.
-	waitFor(t, "B to take the audit checkpoint role", 30*time.Second, func() bool {
-		return strings.Contains(b.out.String(), "role=audit-checkpoints")
+	waitFor(t, "B to take every singleton role", 30*time.Second, func() bool {
+		resp, err := http.Get("http://" + bMetrics + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		for _, role := range []string{"ca-lifecycle", "audit-checkpoints", "expiry-sweeps"} {
+			if !strings.Contains(string(body), `trustmesh_server_singleton_role{role="`+role+`"} 1`) {
+				return false
+			}
+		}
+		return true
 	})
 	l.stop()
 	t.Logf("replica A killed: %s", l)
