@@ -21,7 +21,8 @@
 # BENCH_PORT_BASE (19400), BENCH_PG_SYNCHRONOUS_COMMIT (on, PostgreSQL's
 # default, for the servers' database), BENCH_GO_TIME (3s, -benchtime of the
 # store benchmarks), BENCH_LOG_LEVEL (warn, of the servers), BENCH_RESULTS
-# (bench/results), BENCH_KEEP_WORK (1: keep the temp dir with the logs).
+# (bench/results), BENCH_KEEP_WORK (1: keep the temp dir with the servers',
+# agents' and PostgreSQL's logs, whether the run fails or not).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -65,22 +66,25 @@ pg() { # pg CMD ARGS: a PostgreSQL command, as the postgres user under root (ini
 }
 cleanup() {
   local rc=$?
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do pkill -TERM -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   if [ -n "$pg_running" ]; then
     pg "$PGBIN/pg_ctl" -D "$work/pg/data" -m fast -w -t 60 stop >/dev/null 2>&1 || pg "$PGBIN/pg_ctl" -D "$work/pg/data" -m immediate stop >/dev/null 2>&1 || true
   fi
-  if [ "$rc" -ne 0 ] && [ -n "${BENCH_KEEP_WORK:-}" ]; then say "kept $work"; else rm -rf "$work"; fi
+  if [ -n "${BENCH_KEEP_WORK:-}" ]; then say "kept $work (exit status $rc)"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 bg() { local n=$1; shift; "$@" >"$work/$n.log" 2>&1 & pids+=($!); eval "pid_$n=$!"; }
+forget() { local q rest=(); for q in "${pids[@]}"; do [ "$q" = "$1" ] || rest+=("$q"); done; pids=("${rest[@]}"); }
 stop() { # stop NAME: end one process started with bg, wait for it, forget it
-  local n=$1 p q rest=(); eval "p=\$pid_$n"
+  local n=$1 p; eval "p=\$pid_$n"
   kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true
-  for q in "${pids[@]}"; do [ "$q" = "$p" ] || rest+=("$q"); done
-  pids=("${rest[@]}")
+  forget "$p"
 }
+# run CMD...: CMD in the background, waited for, so that INT or TERM end the
+# run at once (bash runs traps only between foreground commands).
+run() { local p rc=0; "$@" & p=$!; pids+=("$p"); wait "$p" || rc=$?; forget "$p"; return "$rc"; }
 logtail() { for f in "$@"; do [ -f "$work/$f.log" ] && { echo "--- tail of $f.log" >&2; tail -n 20 "$work/$f.log" >&2; }; done; }
 wait_for() { # wait_for CMD WHAT LOG...: up to 30 s, then the tail of the named logs
   local cmd=$1 what=$2; shift 2
@@ -148,7 +152,7 @@ agent agent_ha "$A_NODE,$B_NODE" "$work/a"
 conv() {
   local n=$1 servers=$2 spids=$3 dir=$4 ag=$5
   say "convergence ($n): $STREAMS streams over $servers, $CHANGES changes each, applied through $dir"
-  if ! "$work/convergence" --server "$servers" --server-pid "$spids" --socket "$work/$ag.sock" --spiffe-id "$CLIENT_ID" \
+  if ! run "$work/convergence" --server "$servers" --server-pid "$spids" --socket "$work/$ag.sock" --spiffe-id "$CLIENT_ID" \
       --streams "$STREAMS" --changes "$CHANGES" --apply-cmd "$TM apply --data-dir $dir -f -" \
       >"$work/$n.json" 2>"$work/$n.txt"; then
     tail -n 5 "$work/$n.txt" >&2
@@ -203,7 +207,7 @@ stop agent_s; stop S
 
 # --- store benchmarks: object writes per second ----------------------------------------
 say "store benchmarks: go test -bench PutObject (SQLite, PostgreSQL on pgtest's own cluster), -benchtime $GO_TIME"
-go test -run '^$' -bench 'PutObject' -benchtime "$GO_TIME" -count 1 ./internal/store/sqlite/ ./internal/store/postgres/ >"$work/store-bench.txt" 2>&1 \
+run go test -run '^$' -bench 'PutObject' -benchtime "$GO_TIME" -count 1 ./internal/store/sqlite/ ./internal/store/postgres/ >"$work/store-bench.txt" 2>&1 \
   || { tail -n 20 "$work/store-bench.txt" >&2; die "store benchmarks failed"; }
 
 # --- report ----------------------------------------------------------------------------
