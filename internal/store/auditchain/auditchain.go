@@ -1,8 +1,9 @@
 // Package auditchain is the audit log's hash chain: the canonical encoding
-// of a record, its hash, and Seal, which every store.Store implementation
-// calls inside its append transaction so that all of them chain records the
-// same way. Verification, checkpoints and export build on it in package
-// audit, whose documentation specifies the encoding for outside tools.
+// of a record, its hash, and Prepare and Seal, which every store.Store
+// implementation calls before and inside its append transaction so that all
+// of them chain records the same way. Verification, checkpoints and export
+// build on it in package audit, whose documentation specifies the encoding
+// for outside tools.
 //
 // A record's hash is the lowercase hex SHA-256 of Domain followed by the
 // canonical JSON (RFC 8785 style: keys sorted, no white space, only '"',
@@ -20,12 +21,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/trustmesh/trustmesh/internal/store"
+	"github.com/trustmesh/trustmesh/internal/store/unixnano"
 )
 
 const (
@@ -56,6 +59,34 @@ func Normalize(r *store.AuditRecord) {
 		}
 	}
 	r.Time = r.Time.UTC()
+}
+
+// Prepare returns a copy of recs for Seal, which rewrites its records (the
+// caller's slice is the caller's): a record without a Time is stamped with
+// now, and every Time must fit the stores' int64 Unix nanoseconds (see
+// package unixnano), or the hash would not survive a read. Stores call it
+// before their append transaction, so a bad record does not hold the log's
+// lock.
+func Prepare(recs []store.AuditRecord, now time.Time) ([]store.AuditRecord, error) {
+	recs = slices.Clone(recs)
+	for i := range recs {
+		if recs[i].Time.IsZero() {
+			recs[i].Time = now
+		}
+		if _, err := unixnano.Encode("time", recs[i].Time); err != nil {
+			return nil, fmt.Errorf("record %d: %w", i+1, err)
+		}
+	}
+	return recs, nil
+}
+
+// Seqs returns the Seq of every record, in order.
+func Seqs(recs []store.AuditRecord) []int64 {
+	seqs := make([]int64, len(recs))
+	for i, r := range recs {
+		seqs[i] = r.Seq
+	}
+	return seqs
 }
 
 // Seal chains recs after the record (prevSeq, prevHash): it normalizes each

@@ -3,12 +3,12 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/trustmesh/trustmesh/internal/store"
 	"github.com/trustmesh/trustmesh/internal/store/auditchain"
+	"github.com/trustmesh/trustmesh/internal/store/unixnano"
 )
 
 // auditColumns are the columns scanAudit reads, in its order.
@@ -69,7 +69,7 @@ func scanAudit(rows pgx.Rows, err error) ([]store.AuditRecord, error) {
 			&outcome, &reason, &requestID, &r.PrevHash, &r.Hash); err != nil {
 			return nil, err
 		}
-		r.Time = fromNanos(timeNS)
+		r.Time = unixnano.Decode(timeNS)
 		r.Actor, r.Action, r.Object = string(actor), string(action), string(object)
 		r.Outcome, r.Reason, r.RequestID = string(outcome), string(reason), string(requestID)
 		recs = append(recs, r)
@@ -104,21 +104,12 @@ func (s *Store) AppendAuditBatch(ctx context.Context, recs []store.AuditRecord) 
 }
 
 func (s *Store) appendAudit(ctx context.Context, in []store.AuditRecord) ([]int64, error) {
-	// A copy: sealing rewrites Seq, hashes and strings, and the caller's
-	// slice is the caller's. Checked before the transaction, so a bad
-	// record does not hold the lock.
-	recs := slices.Clone(in)
-	now := s.now()
-	for i := range recs {
-		if recs[i].Time.IsZero() {
-			recs[i].Time = now
-		}
-		if _, err := nanos("time", recs[i].Time); err != nil {
-			return nil, fmt.Errorf("record %d: %w", i+1, err)
-		}
+	recs, err := auditchain.Prepare(in, s.now())
+	if err != nil {
+		return nil, err
 	}
 	var h auditHead
-	err := s.writeTx(ctx, func(b *pgx.Batch) {
+	err = s.writeTx(ctx, func(b *pgx.Batch) {
 		b.Queue(`SELECT pg_advisory_xact_lock($1)`, auditLock)
 		b.Queue(auditHeadSQL)
 	}, func(br pgx.BatchResults) error {
@@ -153,11 +144,7 @@ func (s *Store) appendAudit(ctx context.Context, in []store.AuditRecord) ([]int6
 	if err != nil {
 		return nil, err
 	}
-	seqs := make([]int64, len(recs))
-	for i, r := range recs {
-		seqs[i] = r.Seq
-	}
-	return seqs, nil
+	return auditchain.Seqs(recs), nil
 }
 
 // ListAudit returns the records with Seq greater than after, oldest first, at
@@ -205,7 +192,7 @@ func (s *Store) AuditHighWater(ctx context.Context) (int64, error) {
 // advisory lock, so two servers cannot both append out of order.
 func (s *Store) AppendAuditCheckpoint(ctx context.Context, c store.AuditCheckpoint) error {
 	err := func() error {
-		timeNS, err := nanos("time", c.Time)
+		timeNS, err := unixnano.Encode("time", c.Time)
 		if err != nil {
 			return err
 		}
@@ -282,7 +269,7 @@ func (s *Store) listAuditCheckpoints(ctx context.Context, where string, after in
 		if err := rows.Scan(&c.Seq, &c.Hash, &timeNS, &c.KeyID, &c.Signature); err != nil {
 			return nil, err
 		}
-		c.Time = fromNanos(timeNS)
+		c.Time = unixnano.Decode(timeNS)
 		cps = append(cps, c)
 	}
 	return cps, rows.Err()

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/trustmesh/trustmesh/internal/store"
+	"github.com/trustmesh/trustmesh/internal/store/unixnano"
 )
 
 // Blob writes are single statements: PostgreSQL locks the row and re-checks
@@ -40,13 +41,6 @@ const (
 		SELECT w.version, pg_notify($2, $3) FROM w`
 )
 
-func checkExpect(expectVersion int64) error {
-	if expectVersion < store.AnyRevision {
-		return fmt.Errorf("invalid expected version %d", expectVersion)
-	}
-	return nil
-}
-
 // blobVersion returns a blob's version, 0 if it does not exist: to explain a
 // failed compare-and-swap.
 func (s *Store) blobVersion(ctx context.Context, name string) (int64, error) {
@@ -70,7 +64,7 @@ func (s *Store) GetBlob(ctx context.Context, name string) (store.Blob, error) {
 	if err != nil {
 		return store.Blob{}, fmt.Errorf("get blob %q: %w", name, err)
 	}
-	b.Updated = fromNanos(updated)
+	b.Updated = unixnano.Decode(updated)
 	return b, nil
 }
 
@@ -95,7 +89,7 @@ func (s *Store) ListBlobs(ctx context.Context, prefix string) ([]store.Blob, err
 			if err := rows.Scan(&b.Name, &b.Data, &b.Version, &updated); err != nil {
 				return nil, err
 			}
-			b.Updated = fromNanos(updated)
+			b.Updated = unixnano.Decode(updated)
 			blobs = append(blobs, b)
 		}
 		return blobs, rows.Err()
@@ -114,10 +108,10 @@ func (s *Store) PutBlob(ctx context.Context, name string, data []byte, expectVer
 		if name == "" {
 			return 0, errors.New("blob name is empty")
 		}
-		if err := checkExpect(expectVersion); err != nil {
+		if err := store.ValidateExpectVersion(expectVersion); err != nil {
 			return 0, err
 		}
-		updated, err := nanos("time", s.now())
+		updated, err := unixnano.Encode("time", s.now())
 		if err != nil {
 			return 0, err
 		}
@@ -150,7 +144,7 @@ func (s *Store) PutBlob(ctx context.Context, name string, data []byte, expectVer
 	if err != nil {
 		return 0, fmt.Errorf("put blob %q: %w", name, err)
 	}
-	s.notify(store.TopicBlobs)
+	s.subs.Notify(store.TopicBlobs)
 	return version, nil
 }
 
@@ -159,7 +153,7 @@ func (s *Store) PutBlob(ctx context.Context, name string, data []byte, expectVer
 // store.ErrConflict if its version differs.
 func (s *Store) DeleteBlob(ctx context.Context, name string, expectVersion int64) error {
 	err := func() error {
-		if err := checkExpect(expectVersion); err != nil {
+		if err := store.ValidateExpectVersion(expectVersion); err != nil {
 			return err
 		}
 		err := s.pool.QueryRow(ctx, deleteBlobSQL, name, notifyChannel, s.payload(store.TopicBlobs), expectVersion).
@@ -180,7 +174,7 @@ func (s *Store) DeleteBlob(ctx context.Context, name string, expectVersion int64
 	if err != nil {
 		return fmt.Errorf("delete blob %q: %w", name, err)
 	}
-	s.notify(store.TopicBlobs)
+	s.subs.Notify(store.TopicBlobs)
 	return nil
 }
 
@@ -190,7 +184,7 @@ func (s *Store) PutPresence(ctx context.Context, p store.Presence) error {
 		if p.Replica == "" {
 			return errors.New("replica is empty")
 		}
-		expires, err := nanos("expires at", p.ExpiresAt)
+		expires, err := unixnano.Encode("expires at", p.ExpiresAt)
 		if err != nil {
 			return err
 		}
@@ -205,7 +199,7 @@ func (s *Store) PutPresence(ctx context.Context, p store.Presence) error {
 	if err != nil {
 		return fmt.Errorf("put presence of %q: %w", p.Replica, err)
 	}
-	s.notify(store.TopicPresence)
+	s.subs.Notify(store.TopicPresence)
 	return nil
 }
 
@@ -214,7 +208,7 @@ func (s *Store) PutPresence(ctx context.Context, p store.Presence) error {
 // order.
 func (s *Store) ListPresence(ctx context.Context, now time.Time) ([]store.Presence, error) {
 	ps, err := func() ([]store.Presence, error) {
-		at, err := nanos("now", now)
+		at, err := unixnano.Encode("now", now)
 		if err != nil {
 			return nil, err
 		}
@@ -233,7 +227,7 @@ func (s *Store) ListPresence(ctx context.Context, now time.Time) ([]store.Presen
 			if err := rows.Scan(&p.Replica, &p.Data, &expires); err != nil {
 				return nil, err
 			}
-			p.ExpiresAt = fromNanos(expires)
+			p.ExpiresAt = unixnano.Decode(expires)
 			ps = append(ps, p)
 		}
 		return ps, rows.Err()
@@ -254,13 +248,13 @@ func (s *Store) DeletePresence(ctx context.Context, replica string) error {
 	case err != nil:
 		return fmt.Errorf("delete presence of %q: %w", replica, err)
 	}
-	s.notify(store.TopicPresence)
+	s.subs.Notify(store.TopicPresence)
 	return nil
 }
 
 // PrunePresence removes the presences that expired before before.
 func (s *Store) PrunePresence(ctx context.Context, before time.Time) (int, error) {
-	ns, err := nanos("before", before)
+	ns, err := unixnano.Encode("before", before)
 	if err != nil {
 		return 0, fmt.Errorf("prune presence: %w", err)
 	}
@@ -272,7 +266,7 @@ func (s *Store) PrunePresence(ctx context.Context, before time.Time) (int, error
 		return 0, fmt.Errorf("prune presence: %w", err)
 	}
 	if n > 0 {
-		s.notify(store.TopicPresence)
+		s.subs.Notify(store.TopicPresence)
 	}
 	return n, nil
 }

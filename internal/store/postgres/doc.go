@@ -38,11 +38,11 @@
 // Every text column is COLLATE "C", so comparisons and ORDER BY are byte
 // order whatever the database's locale, as in SQLite. Times are BIGINT Unix
 // nanoseconds (timestamptz keeps only microseconds, and the audit hash
-// covers nanoseconds), returned in UTC; a zero time.Time is NULL. Data is
-// bytea, kept byte for byte. The database must be UTF8 (Open checks): text
-// must then be valid UTF-8 without NUL, which the audit log's free-form
-// strings need not be (auditchain makes them valid UTF-8; a NUL may stay),
-// so those are bytea.
+// covers nanoseconds), returned in UTC; a zero time.Time is NULL (package
+// unixnano, shared with the SQLite store). Data is bytea, kept byte for
+// byte. The database must be UTF8 (Open checks): text must then be valid
+// UTF-8 without NUL, which the audit log's free-form strings need not be
+// (auditchain makes them valid UTF-8; a NUL may stay), so those are bytea.
 //
 // Round trips are few: a write that reads before it writes (an object write,
 // an audit append) sends BEGIN with its lock and its reads in one pipelined
@@ -66,7 +66,7 @@
 // topic, since notifications sent while it was away are lost; an idle
 // listener pings its connection every 15 s so a silently dead one is
 // noticed. Subscriber channels have capacity one and are sent to without
-// blocking, so signals coalesce and never delay a writer.
+// blocking, so signals coalesce and never delay a writer (package fanout).
 //
 // # Elections
 //

@@ -6,19 +6,12 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/trustmesh/trustmesh/internal/store"
 )
-
-// subscribers fans a signal out to the Subscribe channels of its topic.
-type subscribers struct {
-	mu  sync.Mutex
-	chs map[chan struct{}]store.Topic
-}
 
 // Subscribe returns a channel that receives a value after every committed
 // change to one of topics, made through this store or through another
@@ -31,37 +24,7 @@ type subscribers struct {
 // notifications may have been missed meanwhile. The channel is never
 // closed; cancel stops the signals and may be called more than once.
 func (s *Store) Subscribe(topics store.Topic) (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	s.subs.mu.Lock()
-	if s.subs.chs == nil {
-		s.subs.chs = make(map[chan struct{}]store.Topic)
-	}
-	s.subs.chs[ch] = topics
-	s.subs.mu.Unlock()
-
-	var once sync.Once
-	return ch, func() {
-		once.Do(func() {
-			s.subs.mu.Lock()
-			delete(s.subs.chs, ch)
-			s.subs.mu.Unlock()
-		})
-	}
-}
-
-// notify signals every subscriber of one of topic's bits without blocking.
-func (s *Store) notify(topic store.Topic) {
-	s.subs.mu.Lock()
-	defer s.subs.mu.Unlock()
-	for ch, topics := range s.subs.chs {
-		if topics&topic == 0 {
-			continue
-		}
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
+	return s.subs.Subscribe(topics)
 }
 
 // parsePayload reads a notification's payload, "<origin> <topic>".
@@ -114,7 +77,7 @@ func (s *Store) listen(conn *pgx.Conn) {
 			}
 			conn, backoff = c, minBackoff
 			s.log.Info("listener: reconnected")
-			s.notify(store.TopicAll)
+			s.subs.Notify(store.TopicAll)
 		}
 		err := s.receive(ctx, conn)
 		closeConn(conn)
@@ -155,7 +118,7 @@ func (s *Store) receive(ctx context.Context, conn *pgx.Conn) error {
 		if origin == s.origin {
 			continue // signalled on commit already
 		}
-		s.notify(topic)
+		s.subs.Notify(topic)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/trustmesh/trustmesh/internal/store"
+	"github.com/trustmesh/trustmesh/internal/store/unixnano"
 )
 
 // objectColumns are the columns scanObject reads, from object_revisions as r.
@@ -50,7 +51,7 @@ func scanObject(sc scanner) (store.Object, error) {
 		&o.Deleted, &o.Data, &o.Actor, &timeNS); err != nil {
 		return store.Object{}, err
 	}
-	o.Time = fromNanos(timeNS)
+	o.Time = unixnano.Decode(timeNS)
 	return o, nil
 }
 
@@ -75,17 +76,8 @@ func objectKey(kind, namespace, name string) string {
 	return kind + "/" + namespace + "/" + name
 }
 
-func validateKey(kind, name string) error {
-	if kind == "" {
-		return errors.New("object kind is empty")
-	}
-	if name == "" {
-		return errors.New("object name is empty")
-	}
-	return nil
-}
-
-// head is the live revision of an object as a write transaction sees it.
+// head is the live revision of an object as a write transaction sees it;
+// the zero head (revision 0) if the object is not live.
 type head struct {
 	revision, createRevision int64
 	data                     []byte
@@ -93,18 +85,17 @@ type head struct {
 
 // objectWrite runs an object write: it takes the next revision and reads the
 // live head of the object in the round trip that begins the transaction,
-// lets decide check the head (live=false: not live) and fill in o, then
-// writes o at the revision with the store's clock, applies live (the objects
-// row) and notifies in the round trip that commits. A write decide rejects
-// rolls back and consumes no revision.
+// lets decide check the head and fill in o, then writes o at the revision
+// with the store's clock, applies live (the objects row) and notifies in the
+// round trip that commits. A write decide rejects rolls back and consumes no
+// revision.
 func (s *Store) objectWrite(ctx context.Context, o *store.Object,
-	decide func(h head, live bool) (createRevision int64, err error),
+	decide func(h head) (createRevision int64, err error),
 	live func(b *pgx.Batch),
 ) error {
 	var (
 		revision int64
 		h        head
-		isLive   bool
 	)
 	return s.writeTx(ctx, func(b *pgx.Batch) {
 		b.Queue(takeRevisionSQL)
@@ -116,14 +107,13 @@ func (s *Store) objectWrite(ctx context.Context, o *store.Object,
 		err := br.QueryRow().Scan(&h.revision, &h.createRevision, &h.data)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
+			h = head{}
 		case err != nil:
 			return fmt.Errorf("read live revision: %w", err)
-		default:
-			isLive = true
 		}
 		return nil
 	}, func(*pgx.Conn) (*pgx.Batch, error) {
-		createRevision, err := decide(h, isLive)
+		createRevision, err := decide(h)
 		if err != nil {
 			return nil, err
 		}
@@ -134,11 +124,11 @@ func (s *Store) objectWrite(ctx context.Context, o *store.Object,
 		o.CreateRevision = createRevision
 		// Stamped under the revision lock, so times follow revision order
 		// as far as the servers' clocks agree.
-		timeNS, err := nanos("time", s.now())
+		timeNS, err := unixnano.Encode("time", s.now())
 		if err != nil {
 			return nil, err
 		}
-		o.Time = fromNanos(timeNS)
+		o.Time = unixnano.Decode(timeNS)
 		var b pgx.Batch
 		b.Queue(insertRevisionSQL, o.Revision, o.Kind, o.Namespace, o.Name, o.CreateRevision, o.Deleted,
 			notNil(o.Data), o.Actor, timeNS)
@@ -161,26 +151,14 @@ func (s *Store) PutObject(ctx context.Context, obj store.Object, expectRevision 
 		Actor:     obj.Actor,
 	}
 	err := func() error {
-		if err := validateKey(obj.Kind, obj.Name); err != nil {
+		if err := store.ValidateObjectWrite(obj.Kind, obj.Name, expectRevision); err != nil {
 			return err
 		}
-		if expectRevision < store.AnyRevision {
-			return fmt.Errorf("invalid expected revision %d", expectRevision)
-		}
-		return s.objectWrite(ctx, &out, func(h head, live bool) (int64, error) {
-			switch {
-			case expectRevision == store.AnyRevision:
-			case expectRevision == store.MustNotExist && live:
-				return 0, fmt.Errorf("exists at revision %d: %w", h.revision, store.ErrConflict)
-			case expectRevision > 0 && !live:
-				return 0, fmt.Errorf("expected revision %d, object is not live: %w", expectRevision, store.ErrConflict)
-			case expectRevision > 0 && h.revision != expectRevision:
-				return 0, fmt.Errorf("expected revision %d, live revision is %d: %w", expectRevision, h.revision, store.ErrConflict)
+		return s.objectWrite(ctx, &out, func(h head) (int64, error) {
+			if err := store.CheckPutRevision(expectRevision, h.revision); err != nil {
+				return 0, err
 			}
-			if live {
-				return h.createRevision, nil
-			}
-			return 0, nil
+			return h.createRevision, nil // 0 for a new object
 		}, func(b *pgx.Batch) {
 			b.Queue(upsertLiveSQL, out.Kind, out.Namespace, out.Name, out.Revision)
 		})
@@ -188,7 +166,7 @@ func (s *Store) PutObject(ctx context.Context, obj store.Object, expectRevision 
 	if err != nil {
 		return store.Object{}, fmt.Errorf("put object %s: %w", key, err)
 	}
-	s.notify(store.TopicObjects)
+	s.subs.Notify(store.TopicObjects)
 	return out, nil
 }
 
@@ -200,18 +178,12 @@ func (s *Store) DeleteObject(ctx context.Context, kind, namespace, name, actor s
 	key := objectKey(kind, namespace, name)
 	out := store.Object{Kind: kind, Namespace: namespace, Name: name, Deleted: true, Actor: actor}
 	err := func() error {
-		if err := validateKey(kind, name); err != nil {
+		if err := store.ValidateObjectWrite(kind, name, expectRevision); err != nil {
 			return err
 		}
-		if expectRevision < store.AnyRevision {
-			return fmt.Errorf("invalid expected revision %d", expectRevision)
-		}
-		return s.objectWrite(ctx, &out, func(h head, live bool) (int64, error) {
-			if !live {
-				return 0, store.ErrNotFound
-			}
-			if expectRevision != store.AnyRevision && expectRevision != h.revision {
-				return 0, fmt.Errorf("expected revision %d, live revision is %d: %w", expectRevision, h.revision, store.ErrConflict)
+		return s.objectWrite(ctx, &out, func(h head) (int64, error) {
+			if err := store.CheckDeleteRevision(expectRevision, h.revision); err != nil {
+				return 0, err
 			}
 			out.Data = h.data
 			return h.createRevision, nil
@@ -222,7 +194,7 @@ func (s *Store) DeleteObject(ctx context.Context, kind, namespace, name, actor s
 	if err != nil {
 		return store.Object{}, fmt.Errorf("delete object %s: %w", key, err)
 	}
-	s.notify(store.TopicObjects)
+	s.subs.Notify(store.TopicObjects)
 	return out, nil
 }
 

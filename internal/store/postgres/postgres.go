@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/url"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/trustmesh/trustmesh/internal/store"
+	"github.com/trustmesh/trustmesh/internal/store/fanout"
 )
 
 var _ store.Store = (*Store)(nil)
@@ -69,7 +69,7 @@ type Store struct {
 	// origin tags this store's notifications, so its listener can skip
 	// them: its own subscribers are signalled directly on commit.
 	origin string
-	subs   subscribers
+	subs   fanout.Subscribers
 
 	// closed is cancelled by Close; it stops the listener, campaigns and
 	// held roles.
@@ -422,47 +422,6 @@ func limitArg(limit int) (*int64, error) {
 		n := int64(limit)
 		return &n, nil
 	}
-}
-
-// The instants an int64 of Unix nanoseconds can hold.
-var (
-	minTime = time.Unix(0, math.MinInt64)
-	maxTime = time.Unix(0, math.MaxInt64)
-)
-
-// nanos converts t for a NOT NULL time column.
-func nanos(field string, t time.Time) (int64, error) {
-	if t.IsZero() {
-		return 0, fmt.Errorf("%s is not set", field)
-	}
-	if t.Before(minTime) || t.After(maxTime) {
-		return 0, fmt.Errorf("%s %s is outside the storable range %s to %s",
-			field, t.UTC().Format(time.RFC3339), minTime.UTC().Format(time.RFC3339), maxTime.UTC().Format(time.RFC3339))
-	}
-	return t.UnixNano(), nil
-}
-
-// nullNanos converts t for a nullable time column: the zero time is NULL.
-func nullNanos(field string, t time.Time) (*int64, error) {
-	if t.IsZero() {
-		return nil, nil
-	}
-	n, err := nanos(field, t)
-	if err != nil {
-		return nil, err
-	}
-	return &n, nil
-}
-
-func fromNanos(n int64) time.Time {
-	return time.Unix(0, n).UTC()
-}
-
-func fromNullNanos(n *int64) time.Time {
-	if n == nil {
-		return time.Time{}
-	}
-	return fromNanos(*n)
 }
 
 // notNil maps nil to an empty slice for a NOT NULL bytea column (pgx sends

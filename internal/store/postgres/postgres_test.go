@@ -657,6 +657,7 @@ func BenchmarkPutObjectParallel(b *testing.B) {
 			ctx := b.Context()
 			b.ReportAllocs()
 			var worker atomic.Int64
+			b.ResetTimer() // not the database's creation and migration
 			b.RunParallel(func(pb *testing.PB) {
 				w := worker.Add(1)
 				i := 0

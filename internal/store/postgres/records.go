@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/trustmesh/trustmesh/internal/store"
+	"github.com/trustmesh/trustmesh/internal/store/unixnano"
 )
 
 const insertIssuedSQL = `INSERT INTO issued
@@ -23,11 +24,11 @@ func (s *Store) RecordIssued(ctx context.Context, issued []store.Issued) error {
 	err := func() error {
 		var b pgx.Batch
 		for i, is := range issued {
-			notBefore, err := nullNanos("not before", is.NotBefore)
+			notBefore, err := unixnano.EncodeNull("not before", is.NotBefore)
 			if err != nil {
 				return fmt.Errorf("record %d (%s): %w", i, is.SPIFFEID, err)
 			}
-			notAfter, err := nullNanos("not after", is.NotAfter)
+			notAfter, err := unixnano.EncodeNull("not after", is.NotAfter)
 			if err != nil {
 				return fmt.Errorf("record %d (%s): %w", i, is.SPIFFEID, err)
 			}
@@ -73,7 +74,7 @@ func (s *Store) ListIssued(ctx context.Context, spiffeID string, limit int) ([]s
 			if err := rows.Scan(&is.Serial, &is.SPIFFEID, &is.Kind, &is.Node, &is.Authority, &notBefore, &notAfter); err != nil {
 				return nil, err
 			}
-			is.NotBefore, is.NotAfter = fromNullNanos(notBefore), fromNullNanos(notAfter)
+			is.NotBefore, is.NotAfter = unixnano.DecodeNull(notBefore), unixnano.DecodeNull(notAfter)
 			recs = append(recs, is)
 		}
 		return recs, rows.Err()
@@ -92,7 +93,7 @@ func (s *Store) AddRevocation(ctx context.Context, r store.Revocation) error {
 		if (r.Serial == "") == (r.SPIFFEID == "") {
 			return errors.New("exactly one of serial and SPIFFE ID must be set")
 		}
-		revokedAt, err := nanos("revoked at", r.RevokedAt)
+		revokedAt, err := unixnano.Encode("revoked at", r.RevokedAt)
 		if err != nil {
 			return err
 		}
@@ -106,7 +107,7 @@ func (s *Store) AddRevocation(ctx context.Context, r store.Revocation) error {
 	if err != nil {
 		return fmt.Errorf("add revocation of %q: %w", r.Serial+r.SPIFFEID, err)
 	}
-	s.notify(store.TopicObjects)
+	s.subs.Notify(store.TopicObjects)
 	return nil
 }
 
@@ -128,7 +129,7 @@ func (s *Store) ListRevocations(ctx context.Context) ([]store.Revocation, error)
 			if err := rows.Scan(&r.Serial, &r.SPIFFEID, &revokedAt, &r.Reason, &r.Actor); err != nil {
 				return nil, err
 			}
-			r.RevokedAt = fromNanos(revokedAt)
+			r.RevokedAt = unixnano.Decode(revokedAt)
 			revs = append(revs, r)
 		}
 		return revs, rows.Err()

@@ -9,38 +9,25 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/trustmesh/trustmesh/internal/store"
+	"github.com/trustmesh/trustmesh/internal/store/unixnano"
 )
-
-// validateTokenHash insists on the documented form, which also keeps a raw
-// token secret from being stored by mistake.
-func validateTokenHash(hash string) error {
-	if len(hash) != 64 {
-		return fmt.Errorf("token hash has %d characters, want 64 (lowercase hex SHA-256)", len(hash))
-	}
-	for _, c := range hash {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return errors.New("token hash is not lowercase hex")
-		}
-	}
-	return nil
-}
 
 // CreateJoinToken stores a new token. The hash must be a lowercase hex
 // SHA-256, ExpiresAt must be set, and the hash must not be stored already.
 func (s *Store) CreateJoinToken(ctx context.Context, t store.JoinToken) error {
 	err := func() error {
-		if err := validateTokenHash(t.Hash); err != nil {
+		if err := store.ValidateTokenHash(t.Hash); err != nil {
 			return err
 		}
-		created, err := nullNanos("created at", t.CreatedAt)
+		created, err := unixnano.EncodeNull("created at", t.CreatedAt)
 		if err != nil {
 			return err
 		}
-		expires, err := nanos("expires at", t.ExpiresAt)
+		expires, err := unixnano.Encode("expires at", t.ExpiresAt)
 		if err != nil {
 			return err
 		}
-		used, err := nullNanos("used at", t.UsedAt)
+		used, err := unixnano.EncodeNull("used at", t.UsedAt)
 		if err != nil {
 			return err
 		}
@@ -75,7 +62,7 @@ func scanToken(sc scanner) (store.JoinToken, error) {
 	if err := sc.Scan(&t.Hash, &t.Node, &created, &expires, &t.CreatedBy, &used); err != nil {
 		return store.JoinToken{}, err
 	}
-	t.CreatedAt, t.ExpiresAt, t.UsedAt = fromNullNanos(created), fromNullNanos(expires), fromNullNanos(used)
+	t.CreatedAt, t.ExpiresAt, t.UsedAt = unixnano.DecodeNull(created), unixnano.DecodeNull(expires), unixnano.DecodeNull(used)
 	return t, nil
 }
 
@@ -86,7 +73,7 @@ func scanToken(sc scanner) (store.JoinToken, error) {
 // exactly one succeeds, whichever server it runs on.
 func (s *Store) UseJoinToken(ctx context.Context, hash string, now time.Time) (store.JoinToken, error) {
 	t, err := func() (store.JoinToken, error) {
-		usedAt, err := nanos("now", now)
+		usedAt, err := unixnano.Encode("now", now)
 		if err != nil {
 			return store.JoinToken{}, err
 		}
@@ -125,11 +112,11 @@ func (s *Store) PutNode(ctx context.Context, n store.Node) error {
 		if n.Name == "" {
 			return errors.New("node name is empty")
 		}
-		attested, err := nullNanos("attested at", n.AttestedAt)
+		attested, err := unixnano.EncodeNull("attested at", n.AttestedAt)
 		if err != nil {
 			return err
 		}
-		expires, err := nullNanos("expires at", n.ExpiresAt)
+		expires, err := unixnano.EncodeNull("expires at", n.ExpiresAt)
 		if err != nil {
 			return err
 		}
@@ -160,7 +147,7 @@ func scanNode(sc scanner) (store.Node, error) {
 	if err := sc.Scan(&n.Name, &n.SPIFFEID, &attested, &n.Serial, &expires); err != nil {
 		return store.Node{}, err
 	}
-	n.AttestedAt, n.ExpiresAt = fromNullNanos(attested), fromNullNanos(expires)
+	n.AttestedAt, n.ExpiresAt = unixnano.DecodeNull(attested), unixnano.DecodeNull(expires)
 	return n, nil
 }
 

@@ -5,10 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/trustmesh/trustmesh/internal/store"
 	"github.com/trustmesh/trustmesh/internal/store/auditchain"
+	"github.com/trustmesh/trustmesh/internal/store/unixnano"
 )
 
 // auditColumns are the columns scanAudit reads, in its order.
@@ -87,7 +87,7 @@ func scanAudit(rows *sql.Rows, err error) ([]store.AuditRecord, error) {
 			&r.Outcome, &r.Reason, &r.RequestID, &r.PrevHash, &r.Hash); err != nil {
 			return nil, err
 		}
-		r.Time = fromNanos(timeNS)
+		r.Time = unixnano.Decode(timeNS)
 		recs = append(recs, r)
 	}
 	return recs, rows.Err()
@@ -121,20 +121,11 @@ func (s *Store) AppendAuditBatch(ctx context.Context, recs []store.AuditRecord) 
 }
 
 func (s *Store) appendAudit(ctx context.Context, in []store.AuditRecord) ([]int64, error) {
-	// A copy: sealing rewrites Seq, hashes and strings, and the caller's
-	// slice is the caller's. Checked before the transaction, so a bad
-	// record does not hold the write lock.
-	recs := slices.Clone(in)
-	now := s.now()
-	for i := range recs {
-		if recs[i].Time.IsZero() {
-			recs[i].Time = now
-		}
-		if _, err := nanos("time", recs[i].Time); err != nil {
-			return nil, fmt.Errorf("record %d: %w", i+1, err)
-		}
+	recs, err := auditchain.Prepare(in, s.now())
+	if err != nil {
+		return nil, err
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(tx *sql.Tx) error {
 		head, err := readAuditHead(ctx, tx)
 		if err != nil {
 			return err
@@ -147,11 +138,7 @@ func (s *Store) appendAudit(ctx context.Context, in []store.AuditRecord) ([]int6
 	if err != nil {
 		return nil, err
 	}
-	seqs := make([]int64, len(recs))
-	for i, r := range recs {
-		seqs[i] = r.Seq
-	}
-	return seqs, nil
+	return auditchain.Seqs(recs), nil
 }
 
 // ListAudit returns the records with Seq greater than after, oldest first, at
@@ -200,7 +187,7 @@ func (s *Store) AuditHighWater(ctx context.Context) (int64, error) {
 // same or a higher seq exists.
 func (s *Store) AppendAuditCheckpoint(ctx context.Context, c store.AuditCheckpoint) error {
 	err := func() error {
-		timeNS, err := nanos("time", c.Time)
+		timeNS, err := unixnano.Encode("time", c.Time)
 		if err != nil {
 			return err
 		}
@@ -265,7 +252,7 @@ func listAuditCheckpoints(ctx context.Context, q querier, where string, after in
 		if err := rows.Scan(&c.Seq, &c.Hash, &timeNS, &c.KeyID, &c.Signature); err != nil {
 			return nil, err
 		}
-		c.Time = fromNanos(timeNS)
+		c.Time = unixnano.Decode(timeNS)
 		cps = append(cps, c)
 	}
 	return cps, rows.Err()

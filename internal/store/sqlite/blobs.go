@@ -9,15 +9,8 @@ import (
 	"time"
 
 	"github.com/trustmesh/trustmesh/internal/store"
+	"github.com/trustmesh/trustmesh/internal/store/unixnano"
 )
-
-// checkExpect validates a PutBlob or DeleteBlob precondition.
-func checkExpect(expectVersion int64) error {
-	if expectVersion < store.AnyRevision {
-		return fmt.Errorf("invalid expected version %d", expectVersion)
-	}
-	return nil
-}
 
 // blobVersion returns the version of a blob inside a write transaction, 0 if
 // it does not exist.
@@ -45,7 +38,7 @@ func (s *Store) GetBlob(ctx context.Context, name string) (store.Blob, error) {
 	if err != nil {
 		return store.Blob{}, fmt.Errorf("get blob %q: %w", name, err)
 	}
-	b.Updated = fromNanos(updated)
+	b.Updated = unixnano.Decode(updated)
 	return b, nil
 }
 
@@ -72,7 +65,7 @@ func (s *Store) ListBlobs(ctx context.Context, prefix string) ([]store.Blob, err
 			if err := rows.Scan(&b.Name, &b.Data, &b.Version, &updated); err != nil {
 				return nil, err
 			}
-			b.Updated = fromNanos(updated)
+			b.Updated = unixnano.Decode(updated)
 			blobs = append(blobs, b)
 		}
 		return blobs, rows.Err()
@@ -92,7 +85,7 @@ func (s *Store) PutBlob(ctx context.Context, name string, data []byte, expectVer
 		if name == "" {
 			return errors.New("blob name is empty")
 		}
-		if err := checkExpect(expectVersion); err != nil {
+		if err := store.ValidateExpectVersion(expectVersion); err != nil {
 			return err
 		}
 		data = bytes.Clone(data)
@@ -113,7 +106,7 @@ func (s *Store) PutBlob(ctx context.Context, name string, data []byte, expectVer
 			case expectVersion > 0 && cur != expectVersion:
 				return fmt.Errorf("expected version %d, version is %d: %w", expectVersion, cur, store.ErrConflict)
 			}
-			updated, err := nanos("time", s.now())
+			updated, err := unixnano.Encode("time", s.now())
 			if err != nil {
 				return err
 			}
@@ -129,7 +122,7 @@ func (s *Store) PutBlob(ctx context.Context, name string, data []byte, expectVer
 	if err != nil {
 		return 0, fmt.Errorf("put blob %q: %w", name, err)
 	}
-	s.notify(store.TopicBlobs)
+	s.subs.Notify(store.TopicBlobs)
 	return version, nil
 }
 
@@ -138,7 +131,7 @@ func (s *Store) PutBlob(ctx context.Context, name string, data []byte, expectVer
 // store.ErrConflict if its version differs.
 func (s *Store) DeleteBlob(ctx context.Context, name string, expectVersion int64) error {
 	err := func() error {
-		if err := checkExpect(expectVersion); err != nil {
+		if err := store.ValidateExpectVersion(expectVersion); err != nil {
 			return err
 		}
 		return s.write(ctx, func(tx *sql.Tx) error {
@@ -159,7 +152,7 @@ func (s *Store) DeleteBlob(ctx context.Context, name string, expectVersion int64
 	if err != nil {
 		return fmt.Errorf("delete blob %q: %w", name, err)
 	}
-	s.notify(store.TopicBlobs)
+	s.subs.Notify(store.TopicBlobs)
 	return nil
 }
 
@@ -169,7 +162,7 @@ func (s *Store) PutPresence(ctx context.Context, p store.Presence) error {
 		if p.Replica == "" {
 			return errors.New("replica is empty")
 		}
-		expires, err := nanos("expires at", p.ExpiresAt)
+		expires, err := unixnano.Encode("expires at", p.ExpiresAt)
 		if err != nil {
 			return err
 		}
@@ -187,7 +180,7 @@ func (s *Store) PutPresence(ctx context.Context, p store.Presence) error {
 	if err != nil {
 		return fmt.Errorf("put presence of %q: %w", p.Replica, err)
 	}
-	s.notify(store.TopicPresence)
+	s.subs.Notify(store.TopicPresence)
 	return nil
 }
 
@@ -196,7 +189,7 @@ func (s *Store) PutPresence(ctx context.Context, p store.Presence) error {
 // order.
 func (s *Store) ListPresence(ctx context.Context, now time.Time) ([]store.Presence, error) {
 	ps, err := func() ([]store.Presence, error) {
-		at, err := nanos("now", now)
+		at, err := unixnano.Encode("now", now)
 		if err != nil {
 			return nil, err
 		}
@@ -215,7 +208,7 @@ func (s *Store) ListPresence(ctx context.Context, now time.Time) ([]store.Presen
 			if err := rows.Scan(&p.Replica, &p.Data, &expires); err != nil {
 				return nil, err
 			}
-			p.ExpiresAt = fromNanos(expires)
+			p.ExpiresAt = unixnano.Decode(expires)
 			ps = append(ps, p)
 		}
 		return ps, rows.Err()
@@ -233,14 +226,14 @@ func (s *Store) DeletePresence(ctx context.Context, replica string) error {
 		return fmt.Errorf("delete presence of %q: %w", replica, err)
 	}
 	if n, err := res.RowsAffected(); err == nil && n > 0 {
-		s.notify(store.TopicPresence)
+		s.subs.Notify(store.TopicPresence)
 	}
 	return nil
 }
 
 // PrunePresence removes the presences that expired before before.
 func (s *Store) PrunePresence(ctx context.Context, before time.Time) (int, error) {
-	ns, err := nanos("before", before)
+	ns, err := unixnano.Encode("before", before)
 	if err != nil {
 		return 0, fmt.Errorf("prune presence: %w", err)
 	}
@@ -253,7 +246,7 @@ func (s *Store) PrunePresence(ctx context.Context, before time.Time) (int, error
 		return 0, fmt.Errorf("prune presence: %w", err)
 	}
 	if n > 0 {
-		s.notify(store.TopicPresence)
+		s.subs.Notify(store.TopicPresence)
 	}
 	return int(n), nil
 }

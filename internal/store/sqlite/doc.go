@@ -31,7 +31,8 @@
 //
 // Times are stored as integer Unix nanoseconds and returned in UTC; a zero
 // time.Time is stored as NULL. Times outside the int64 nanosecond range
-// (before 1677-09-21 or after 2262-04-11) are rejected rather than wrapped.
+// (before 1677-09-21 or after 2262-04-11) are rejected rather than wrapped
+// (package unixnano, shared with the PostgreSQL store).
 //
 // # Concurrency
 //
@@ -57,8 +58,9 @@
 // Subscribers are signalled after the transaction commits, with a
 // non-blocking send on a channel of capacity one, so a slow watcher coalesces
 // signals and never delays a writer. Each subscriber names the topics it
-// follows (store.Topic); a write signals only the subscribers of its topic.
-// Only writes through this Store are seen: no other server opens the file.
+// follows (store.Topic); a write signals only the subscribers of its topic
+// (package fanout). Only writes through this Store are seen: no other
+// server opens the file.
 //
 // # Elections
 //

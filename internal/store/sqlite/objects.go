@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/trustmesh/trustmesh/internal/store"
+	"github.com/trustmesh/trustmesh/internal/store/unixnano"
 )
 
 // objectColumns are the columns scanObject reads, from object_revisions as r.
@@ -28,7 +29,7 @@ func scanObject(sc scanner) (store.Object, error) {
 		&o.Deleted, &o.Data, &o.Actor, &timeNS); err != nil {
 		return store.Object{}, err
 	}
-	o.Time = fromNanos(timeNS)
+	o.Time = unixnano.Decode(timeNS)
 	return o, nil
 }
 
@@ -53,33 +54,25 @@ func objectKey(kind, namespace, name string) string {
 	return kind + "/" + namespace + "/" + name
 }
 
-func validateKey(kind, name string) error {
-	if kind == "" {
-		return errors.New("object kind is empty")
-	}
-	if name == "" {
-		return errors.New("object name is empty")
-	}
-	return nil
-}
-
-// head is the live revision of an object as a write transaction sees it.
+// head is the live revision of an object as a write transaction sees it;
+// the zero head (revision 0) if the object is not live.
 type head struct {
 	revision, createRevision int64
 	data                     []byte
 }
 
-// liveHead returns the live head of an object, or ok=false if it is not live.
-func (s *Store) liveHead(ctx context.Context, tx *sql.Tx, kind, namespace, name string) (h head, ok bool, err error) {
-	err = tx.StmtContext(ctx, s.stmts.liveHead).QueryRowContext(ctx, kind, namespace, name).
+// liveHead returns the live head of an object.
+func (s *Store) liveHead(ctx context.Context, tx *sql.Tx, kind, namespace, name string) (head, error) {
+	var h head
+	err := tx.StmtContext(ctx, s.stmts.liveHead).QueryRowContext(ctx, kind, namespace, name).
 		Scan(&h.revision, &h.createRevision, &h.data)
 	if errors.Is(err, sql.ErrNoRows) {
-		return head{}, false, nil
+		return head{}, nil
 	}
 	if err != nil {
-		return head{}, false, fmt.Errorf("read live revision: %w", err)
+		return head{}, fmt.Errorf("read live revision: %w", err)
 	}
-	return h, true, nil
+	return h, nil
 }
 
 // appendRevision takes the next store revision and writes o at it, stamped
@@ -93,11 +86,11 @@ func (s *Store) appendRevision(ctx context.Context, tx *sql.Tx, o *store.Object,
 		createRevision = o.Revision
 	}
 	o.CreateRevision = createRevision
-	timeNS, err := nanos("time", s.now())
+	timeNS, err := unixnano.Encode("time", s.now())
 	if err != nil {
 		return err
 	}
-	o.Time = fromNanos(timeNS)
+	o.Time = unixnano.Decode(timeNS)
 	data := o.Data
 	if data == nil {
 		data = []byte{} // the column is NOT NULL; nil would bind as NULL
@@ -122,31 +115,19 @@ func (s *Store) PutObject(ctx context.Context, obj store.Object, expectRevision 
 		Actor:     obj.Actor,
 	}
 	err := func() error {
-		if err := validateKey(obj.Kind, obj.Name); err != nil {
+		if err := store.ValidateObjectWrite(obj.Kind, obj.Name, expectRevision); err != nil {
 			return err
 		}
-		if expectRevision < store.AnyRevision {
-			return fmt.Errorf("invalid expected revision %d", expectRevision)
-		}
 		return s.write(ctx, func(tx *sql.Tx) error {
-			h, live, err := s.liveHead(ctx, tx, obj.Kind, obj.Namespace, obj.Name)
+			h, err := s.liveHead(ctx, tx, obj.Kind, obj.Namespace, obj.Name)
 			if err != nil {
 				return err
 			}
-			switch {
-			case expectRevision == store.AnyRevision:
-			case expectRevision == store.MustNotExist && live:
-				return fmt.Errorf("exists at revision %d: %w", h.revision, store.ErrConflict)
-			case expectRevision > 0 && !live:
-				return fmt.Errorf("expected revision %d, object is not live: %w", expectRevision, store.ErrConflict)
-			case expectRevision > 0 && h.revision != expectRevision:
-				return fmt.Errorf("expected revision %d, live revision is %d: %w", expectRevision, h.revision, store.ErrConflict)
+			if err := store.CheckPutRevision(expectRevision, h.revision); err != nil {
+				return err
 			}
-			var createRevision int64 // a new object is created at its own revision
-			if live {
-				createRevision = h.createRevision
-			}
-			if err := s.appendRevision(ctx, tx, &out, createRevision); err != nil {
+			// 0 for a new object, which is created at its own revision.
+			if err := s.appendRevision(ctx, tx, &out, h.createRevision); err != nil {
 				return err
 			}
 			if _, err := tx.StmtContext(ctx, s.stmts.upsertLive).ExecContext(ctx,
@@ -159,7 +140,7 @@ func (s *Store) PutObject(ctx context.Context, obj store.Object, expectRevision 
 	if err != nil {
 		return store.Object{}, fmt.Errorf("put object %s: %w", key, err)
 	}
-	s.notify(store.TopicObjects)
+	s.subs.Notify(store.TopicObjects)
 	return out, nil
 }
 
@@ -171,22 +152,16 @@ func (s *Store) DeleteObject(ctx context.Context, kind, namespace, name, actor s
 	key := objectKey(kind, namespace, name)
 	out := store.Object{Kind: kind, Namespace: namespace, Name: name, Deleted: true, Actor: actor}
 	err := func() error {
-		if err := validateKey(kind, name); err != nil {
+		if err := store.ValidateObjectWrite(kind, name, expectRevision); err != nil {
 			return err
 		}
-		if expectRevision < store.AnyRevision {
-			return fmt.Errorf("invalid expected revision %d", expectRevision)
-		}
 		return s.write(ctx, func(tx *sql.Tx) error {
-			h, live, err := s.liveHead(ctx, tx, kind, namespace, name)
+			h, err := s.liveHead(ctx, tx, kind, namespace, name)
 			if err != nil {
 				return err
 			}
-			if !live {
-				return store.ErrNotFound
-			}
-			if expectRevision != store.AnyRevision && expectRevision != h.revision {
-				return fmt.Errorf("expected revision %d, live revision is %d: %w", expectRevision, h.revision, store.ErrConflict)
+			if err := store.CheckDeleteRevision(expectRevision, h.revision); err != nil {
+				return err
 			}
 			out.Data = h.data
 			if err := s.appendRevision(ctx, tx, &out, h.createRevision); err != nil {
@@ -201,7 +176,7 @@ func (s *Store) DeleteObject(ctx context.Context, kind, namespace, name, actor s
 	if err != nil {
 		return store.Object{}, fmt.Errorf("delete object %s: %w", key, err)
 	}
-	s.notify(store.TopicObjects)
+	s.subs.Notify(store.TopicObjects)
 	return out, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/trustmesh/trustmesh/internal/store"
+	"github.com/trustmesh/trustmesh/internal/store/unixnano"
 )
 
 // RecordIssued stores a batch of issued credentials in one transaction: all
@@ -18,14 +19,14 @@ func (s *Store) RecordIssued(ctx context.Context, issued []store.Issued) error {
 	err := func() error {
 		// Convert before the transaction, so a bad record does not hold the
 		// write lock.
-		type times struct{ notBefore, notAfter sql.NullInt64 }
+		type times struct{ notBefore, notAfter *int64 }
 		ts := make([]times, len(issued))
 		for i, is := range issued {
 			var err error
-			if ts[i].notBefore, err = nullNanos("not before", is.NotBefore); err != nil {
+			if ts[i].notBefore, err = unixnano.EncodeNull("not before", is.NotBefore); err != nil {
 				return fmt.Errorf("record %d (%s): %w", i, is.SPIFFEID, err)
 			}
-			if ts[i].notAfter, err = nullNanos("not after", is.NotAfter); err != nil {
+			if ts[i].notAfter, err = unixnano.EncodeNull("not after", is.NotAfter); err != nil {
 				return fmt.Errorf("record %d (%s): %w", i, is.SPIFFEID, err)
 			}
 		}
@@ -80,12 +81,12 @@ func (s *Store) ListIssued(ctx context.Context, spiffeID string, limit int) ([]s
 		for rows.Next() {
 			var (
 				is                  store.Issued
-				notBefore, notAfter sql.NullInt64
+				notBefore, notAfter *int64
 			)
 			if err := rows.Scan(&is.Serial, &is.SPIFFEID, &is.Kind, &is.Node, &is.Authority, &notBefore, &notAfter); err != nil {
 				return nil, err
 			}
-			is.NotBefore, is.NotAfter = fromNullNanos(notBefore), fromNullNanos(notAfter)
+			is.NotBefore, is.NotAfter = unixnano.DecodeNull(notBefore), unixnano.DecodeNull(notAfter)
 			recs = append(recs, is)
 		}
 		return recs, rows.Err()
@@ -103,7 +104,7 @@ func (s *Store) AddRevocation(ctx context.Context, r store.Revocation) error {
 		if (r.Serial == "") == (r.SPIFFEID == "") {
 			return errors.New("exactly one of serial and SPIFFE ID must be set")
 		}
-		revokedAt, err := nanos("revoked at", r.RevokedAt)
+		revokedAt, err := unixnano.Encode("revoked at", r.RevokedAt)
 		if err != nil {
 			return err
 		}
@@ -116,7 +117,7 @@ func (s *Store) AddRevocation(ctx context.Context, r store.Revocation) error {
 	if err != nil {
 		return fmt.Errorf("add revocation of %q: %w", r.Serial+r.SPIFFEID, err)
 	}
-	s.notify(store.TopicObjects)
+	s.subs.Notify(store.TopicObjects)
 	return nil
 }
 
@@ -138,7 +139,7 @@ func (s *Store) ListRevocations(ctx context.Context) ([]store.Revocation, error)
 			if err := rows.Scan(&r.Serial, &r.SPIFFEID, &revokedAt, &r.Reason, &r.Actor); err != nil {
 				return nil, err
 			}
-			r.RevokedAt = fromNanos(revokedAt)
+			r.RevokedAt = unixnano.Decode(revokedAt)
 			revs = append(revs, r)
 		}
 		return revs, rows.Err()

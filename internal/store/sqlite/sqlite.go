@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/trustmesh/trustmesh/internal/store"
+	"github.com/trustmesh/trustmesh/internal/store/fanout"
 )
 
 var _ store.Store = (*Store)(nil)
@@ -32,7 +32,7 @@ type Store struct {
 	// now stamps object revisions and audit records that carry no time.
 	now   func() time.Time
 	stmts writeStmts
-	subs  subscribers
+	subs  fanout.Subscribers
 
 	// closed is cancelled by Close; it ends every held Elect role.
 	closed    context.Context
@@ -254,53 +254,6 @@ func limitArg(limit int) (int, error) {
 	}
 }
 
-// The instants an int64 of Unix nanoseconds can hold.
-var (
-	minTime = time.Unix(0, math.MinInt64)
-	maxTime = time.Unix(0, math.MaxInt64)
-)
-
-// nanos converts t for a NOT NULL time column.
-func nanos(field string, t time.Time) (int64, error) {
-	if t.IsZero() {
-		return 0, fmt.Errorf("%s is not set", field)
-	}
-	if t.Before(minTime) || t.After(maxTime) {
-		return 0, fmt.Errorf("%s %s is outside the storable range %s to %s",
-			field, t.UTC().Format(time.RFC3339), minTime.UTC().Format(time.RFC3339), maxTime.UTC().Format(time.RFC3339))
-	}
-	return t.UnixNano(), nil
-}
-
-// nullNanos converts t for a nullable time column: the zero time is NULL.
-func nullNanos(field string, t time.Time) (sql.NullInt64, error) {
-	if t.IsZero() {
-		return sql.NullInt64{}, nil
-	}
-	n, err := nanos(field, t)
-	if err != nil {
-		return sql.NullInt64{}, err
-	}
-	return sql.NullInt64{Int64: n, Valid: true}, nil
-}
-
-func fromNanos(n int64) time.Time {
-	return time.Unix(0, n).UTC()
-}
-
-func fromNullNanos(n sql.NullInt64) time.Time {
-	if !n.Valid {
-		return time.Time{}
-	}
-	return fromNanos(n.Int64)
-}
-
-// subscribers fans a signal out to the Subscribe channels of its topic.
-type subscribers struct {
-	mu  sync.Mutex
-	chs map[chan struct{}]store.Topic
-}
-
 // Subscribe returns a channel that receives a value after every committed
 // change to one of topics: object writes and deletes and revocations
 // (store.TopicObjects), blob writes and deletes (store.TopicBlobs), presence
@@ -309,37 +262,7 @@ type subscribers struct {
 // should then re-read what it follows. The channel is never closed; cancel
 // stops the signals and may be called more than once.
 func (s *Store) Subscribe(topics store.Topic) (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	s.subs.mu.Lock()
-	if s.subs.chs == nil {
-		s.subs.chs = make(map[chan struct{}]store.Topic)
-	}
-	s.subs.chs[ch] = topics
-	s.subs.mu.Unlock()
-
-	var once sync.Once
-	return ch, func() {
-		once.Do(func() {
-			s.subs.mu.Lock()
-			delete(s.subs.chs, ch)
-			s.subs.mu.Unlock()
-		})
-	}
-}
-
-// notify signals every subscriber of topic without blocking.
-func (s *Store) notify(topic store.Topic) {
-	s.subs.mu.Lock()
-	defer s.subs.mu.Unlock()
-	for ch, topics := range s.subs.chs {
-		if topics&topic == 0 {
-			continue
-		}
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
+	return s.subs.Subscribe(topics)
 }
 
 // Elect grants the role at once: only one server opens a SQLite store (the

@@ -283,6 +283,7 @@ func BenchmarkPutObjectParallel(b *testing.B) {
 	data := []byte(`{"apiVersion":"trustmesh.dev/v1","kind":"Service","metadata":{"name":"web"},"spec":{"ports":[8080]}}`)
 	b.ReportAllocs()
 	var worker atomic.Int64
+	b.ResetTimer() // not the store's creation
 	b.RunParallel(func(pb *testing.PB) {
 		w := worker.Add(1)
 		i := 0

@@ -8,38 +8,25 @@ import (
 	"time"
 
 	"github.com/trustmesh/trustmesh/internal/store"
+	"github.com/trustmesh/trustmesh/internal/store/unixnano"
 )
-
-// validateTokenHash insists on the documented form, which also keeps a raw
-// token secret from being stored by mistake.
-func validateTokenHash(hash string) error {
-	if len(hash) != 64 {
-		return fmt.Errorf("token hash has %d characters, want 64 (lowercase hex SHA-256)", len(hash))
-	}
-	for _, c := range hash {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return errors.New("token hash is not lowercase hex")
-		}
-	}
-	return nil
-}
 
 // CreateJoinToken stores a new token. The hash must be a lowercase hex
 // SHA-256, ExpiresAt must be set, and the hash must not be stored already.
 func (s *Store) CreateJoinToken(ctx context.Context, t store.JoinToken) error {
 	err := func() error {
-		if err := validateTokenHash(t.Hash); err != nil {
+		if err := store.ValidateTokenHash(t.Hash); err != nil {
 			return err
 		}
-		created, err := nullNanos("created at", t.CreatedAt)
+		created, err := unixnano.EncodeNull("created at", t.CreatedAt)
 		if err != nil {
 			return err
 		}
-		expires, err := nanos("expires at", t.ExpiresAt)
+		expires, err := unixnano.Encode("expires at", t.ExpiresAt)
 		if err != nil {
 			return err
 		}
-		used, err := nullNanos("used at", t.UsedAt)
+		used, err := unixnano.EncodeNull("used at", t.UsedAt)
 		if err != nil {
 			return err
 		}
@@ -73,12 +60,12 @@ func (s *Store) CreateJoinToken(ctx context.Context, t store.JoinToken) error {
 func (s *Store) UseJoinToken(ctx context.Context, hash string, now time.Time) (store.JoinToken, error) {
 	var t store.JoinToken
 	err := func() error {
-		usedAt, err := nanos("now", now)
+		usedAt, err := unixnano.Encode("now", now)
 		if err != nil {
 			return err
 		}
 		return s.write(ctx, func(tx *sql.Tx) error {
-			var created, expires, used sql.NullInt64
+			var created, expires, used *int64
 			err := tx.QueryRowContext(ctx, `SELECT hash, node, created_at_ns, expires_at_ns, created_by, used_at_ns
 				FROM join_tokens WHERE hash = ?`, hash).
 				Scan(&t.Hash, &t.Node, &created, &expires, &t.CreatedBy, &used)
@@ -88,8 +75,8 @@ func (s *Store) UseJoinToken(ctx context.Context, hash string, now time.Time) (s
 			if err != nil {
 				return err
 			}
-			t.CreatedAt, t.ExpiresAt, t.UsedAt = fromNullNanos(created), fromNullNanos(expires), fromNullNanos(used)
-			if used.Valid {
+			t.CreatedAt, t.ExpiresAt, t.UsedAt = unixnano.DecodeNull(created), unixnano.DecodeNull(expires), unixnano.DecodeNull(used)
+			if used != nil {
 				return store.ErrTokenUsed
 			}
 			if !now.Before(t.ExpiresAt) {
@@ -109,7 +96,7 @@ func (s *Store) UseJoinToken(ctx context.Context, hash string, now time.Time) (s
 			if n != 1 {
 				return store.ErrTokenUsed
 			}
-			t.UsedAt = fromNanos(usedAt)
+			t.UsedAt = unixnano.Decode(usedAt)
 			return nil
 		})
 	}()
@@ -125,11 +112,11 @@ func (s *Store) PutNode(ctx context.Context, n store.Node) error {
 		if n.Name == "" {
 			return errors.New("node name is empty")
 		}
-		attested, err := nullNanos("attested at", n.AttestedAt)
+		attested, err := unixnano.EncodeNull("attested at", n.AttestedAt)
 		if err != nil {
 			return err
 		}
-		expires, err := nullNanos("expires at", n.ExpiresAt)
+		expires, err := unixnano.EncodeNull("expires at", n.ExpiresAt)
 		if err != nil {
 			return err
 		}
@@ -155,12 +142,12 @@ const nodeColumns = `name, spiffe_id, attested_at_ns, serial, expires_at_ns`
 func scanNode(sc scanner) (store.Node, error) {
 	var (
 		n                 store.Node
-		attested, expires sql.NullInt64
+		attested, expires *int64
 	)
 	if err := sc.Scan(&n.Name, &n.SPIFFEID, &attested, &n.Serial, &expires); err != nil {
 		return store.Node{}, err
 	}
-	n.AttestedAt, n.ExpiresAt = fromNullNanos(attested), fromNullNanos(expires)
+	n.AttestedAt, n.ExpiresAt = unixnano.DecodeNull(attested), unixnano.DecodeNull(expires)
 	return n, nil
 }
 
