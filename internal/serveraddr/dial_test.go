@@ -148,10 +148,8 @@ func TestFailover(t *testing.T) {
 	if got := FromContext(again.Context()); got != second.addr {
 		t.Errorf("new stream connected to %s, want the second server %s", got, second.addr)
 	}
+	// A figure, not a pass/fail: timing belongs in benchmarks.
 	t.Logf("stream re-established on the second server %s after stopping the first, in %d attempt(s)", took, attempts)
-	if took > 3*time.Second {
-		t.Errorf("failover took %s, want well under 3s", took)
-	}
 
 	// Unary calls use the same connection.
 	if got, err := check(ctx, c); err != nil || got != second.addr {
@@ -222,12 +220,10 @@ func TestFirstAddressHangs(t *testing.T) {
 	if got != up.addr {
 		t.Errorf("answered by %s, want %s", got, up.addr)
 	}
-	t.Logf("answered by the second server after %s", took)
 	// pick_first tries the next address after 250 ms without an answer,
-	// long before the first attempt's 5 s connect timeout.
-	if took > 2*time.Second {
-		t.Errorf("took %s, want about 250ms", took)
-	}
+	// long before the first attempt's 5 s connect timeout (logged, not
+	// asserted: timing belongs in benchmarks).
+	t.Logf("answered by the second server after %s", took)
 }
 
 func TestAllDownThenOneUp(t *testing.T) {
@@ -248,10 +244,9 @@ func TestAllDownThenOneUp(t *testing.T) {
 	if got != up.addr {
 		t.Errorf("answered by %s, want %s", got, up.addr)
 	}
-	// Reconnect attempts are at most DefaultMaxReconnectDelay apart (plus jitter).
-	if limit := DefaultMaxReconnectDelay + time.Second; took > limit {
-		t.Errorf("reconnected %s after the server came back, want under %s", took, limit)
-	}
+	// Reconnect attempts are at most DefaultMaxReconnectDelay apart (plus
+	// jitter); logged, not asserted.
+	t.Logf("reconnected %s after the server came back (attempts at most %s apart)", took, DefaultMaxReconnectDelay)
 }
 
 func TestOrder(t *testing.T) {
