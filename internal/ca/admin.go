@@ -45,8 +45,11 @@ const maxAdminAttempts = 4
 // the key.
 func loadOrCreateAdminCA(ctx context.Context, s Storage, now time.Time) (_ *adminCA, created bool, _ error) {
 	for range maxAdminAttempts {
-		keyPEM, _, keyErr := s.Read(ctx, adminKeyFile, ClassSecret)
+		// The certificate first: it is written after the key, so a key read
+		// after a certificate was seen finds the key another replica wrote
+		// between the two reads.
 		certPEM, _, certErr := s.Read(ctx, adminCertFile, ClassPublic)
+		keyPEM, _, keyErr := s.Read(ctx, adminKeyFile, ClassSecret)
 		switch {
 		case errors.Is(keyErr, fs.ErrNotExist) && errors.Is(certErr, fs.ErrNotExist):
 			key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

@@ -23,7 +23,7 @@ type clientFlags struct {
 func (f *clientFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", "", "data dir of a local server: use its admin credential DATA_DIR/admin")
 	cmd.Flags().StringVar(&f.server, "server", "", "admin API address HOST:PORT (env TRUSTMESH_SERVER; default: the credential's server file)")
-	cmd.Flags().StringVar(&f.credentials, "credentials", "", "operator credentials directory from `trustmesh admin issue` (env TRUSTMESH_CREDENTIALS)")
+	cmd.Flags().StringVar(&f.credentials, "credentials", "", "operator credentials directory from trustmesh admin issue (env TRUSTMESH_CREDENTIALS)")
 }
 
 // client resolves the credential: --credentials, then --data-dir, then the

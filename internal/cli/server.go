@@ -78,8 +78,8 @@ take every replica's address: --server a:8443,b:8443.`,
 	f.StringVar(&cfg.ReplicaID, "replica-id", "", "this replica's name among servers sharing a database (default: HOSTNAME/LISTEN_ADDRESS)")
 	f.StringVar(&upstream, "upstream-ca", "", "CERT,KEY PEM files of an existing CA to run under as an intermediate")
 	f.DurationVar(&cfg.NodeSVIDTTL, "node-svid-ttl", server.DefaultNodeSVIDTTL, "lifetime of node SVIDs")
-	f.DurationVar(&cfg.CAPropagationDelay, "ca-propagation-delay", server.DefaultPropagation, "how long a new CA authority is published before it signs (see `trustmesh ca rotate`)")
-	f.DurationVar(&cfg.AuditCheckpointInterval, "audit-checkpoint-interval", audit.DefaultCheckpointInterval, "how often the audit log's head is signed (and at shutdown; see `trustmesh audit verify`)")
+	f.DurationVar(&cfg.CAPropagationDelay, "ca-propagation-delay", server.DefaultPropagation, "how long a new CA authority is published before it signs (see trustmesh ca rotate)")
+	f.DurationVar(&cfg.AuditCheckpointInterval, "audit-checkpoint-interval", audit.DefaultCheckpointInterval, "how often the audit log's head is signed (and at shutdown; see trustmesh audit verify)")
 	logs.register(cmd)
 	_ = cmd.MarkFlagRequired("data-dir")
 	return cmd
