@@ -69,6 +69,11 @@ type ProxyStatus struct {
 	LastAckAt    time.Time
 	NackVersion  uint64
 	NackReason   string
+	// SentRevision, AckedRevision and NackRevision are the store revisions
+	// of the worlds the sent, ACKed and NACKed snapshots were computed from:
+	// a proxy with AckedRevision ≥ R enforces every object written at R or
+	// before (what a Kubernetes status reports as acknowledged).
+	SentRevision, AckedRevision, NackRevision int64
 }
 
 // DefaultSettle is the default ServerConfig.Settle: the longest first
@@ -323,10 +328,20 @@ func (s *Server) Stream(stream configsyncv1.ConfigSync_StreamServer) error {
 			}
 			s.mu.Lock()
 			c.status.SentVersion, c.sentAt = snap.Version, s.cfg.Now()
+			c.status.SentRevision = sh.world.Revision
 			s.mu.Unlock()
 			if s.metrics != nil {
 				s.metrics.pushes.Inc()
 			}
+		} else {
+			// Nothing of this world concerns the proxy: what it last
+			// applied is current as of this revision too.
+			s.mu.Lock()
+			c.status.SentRevision = sh.world.Revision
+			if c.status.AckedVersion == c.status.SentVersion {
+				c.status.AckedRevision = sh.world.Revision
+			}
+			s.mu.Unlock()
 		}
 		select {
 		case <-ctx.Done():
@@ -444,6 +459,9 @@ func (s *Server) receive(ctx context.Context, stream configsyncv1.ConfigSync_Str
 			c.status.LastAckAt = s.cfg.Now()
 			latency := c.status.LastAckAt.Sub(c.sentAt)
 			matches := m.Ack.GetVersion() == c.status.SentVersion
+			if matches {
+				c.status.AckedRevision = c.status.SentRevision
+			}
 			s.mu.Unlock()
 			if s.metrics != nil {
 				s.metrics.acks.Inc()
@@ -465,6 +483,9 @@ func (s *Server) receive(ctx context.Context, stream configsyncv1.ConfigSync_Str
 			}
 			s.mu.Lock()
 			c.status.NackVersion, c.status.NackReason = m.Nack.GetVersion(), reason
+			if m.Nack.GetVersion() == c.status.SentVersion {
+				c.status.NackRevision = c.status.SentRevision
+			}
 			st := c.status
 			s.mu.Unlock()
 			if s.metrics != nil {
