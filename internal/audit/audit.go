@@ -15,7 +15,8 @@ const (
 	OutcomeError   = "error"
 )
 
-// Recorder appends audit records. Safe for concurrent use.
+// Recorder appends audit records, on their own or with the object write
+// they audit, and logs each one. Safe for concurrent use.
 type Recorder struct {
 	store store.Store
 	log   *slog.Logger
@@ -54,14 +55,7 @@ func (a *Recorder) RecordBatch(ctx context.Context, recs []store.AuditRecord) er
 	if len(recs) == 0 {
 		return nil
 	}
-	now := a.now()
-	stamped := make([]store.AuditRecord, len(recs))
-	for i, r := range recs {
-		if r.Time.IsZero() {
-			r.Time = now
-		}
-		stamped[i] = r
-	}
+	stamped := a.stamp(recs)
 	seqs, err := a.store.AppendAuditBatch(ctx, stamped)
 	for i, r := range stamped {
 		var seq int64
@@ -75,6 +69,57 @@ func (a *Recorder) RecordBatch(ctx context.Context, recs []store.AuditRecord) er
 		return err
 	}
 	return nil
+}
+
+// PutObject writes obj, as store.Store.PutObject does, and appends recs,
+// its audit records, in the same store transaction (PutObjectAudited): the
+// write and its records are committed together or not at all. Each
+// record's Revision becomes the revision written, and a zero Time defaults
+// to now. Once committed, the records are logged as Record logs them. A
+// write that fails, a compare-and-swap conflict included, appends and logs
+// nothing and returns the store's error: a caller that audits a refused
+// write records that itself.
+func (a *Recorder) PutObject(ctx context.Context, obj store.Object, expectRevision int64, recs ...store.AuditRecord) (store.Object, error) {
+	o, stored, err := a.store.PutObjectAudited(ctx, obj, expectRevision, a.stamp(recs))
+	if err != nil {
+		return store.Object{}, err
+	}
+	a.logRecords(ctx, stored)
+	return o, nil
+}
+
+// DeleteObject deletes an object, as store.Store.DeleteObject does, and
+// appends recs in the same store transaction, as PutObject does.
+func (a *Recorder) DeleteObject(ctx context.Context, kind, namespace, name, actor string, expectRevision int64, recs ...store.AuditRecord) (store.Object, error) {
+	o, stored, err := a.store.DeleteObjectAudited(ctx, kind, namespace, name, actor, expectRevision, a.stamp(recs))
+	if err != nil {
+		return store.Object{}, err
+	}
+	a.logRecords(ctx, stored)
+	return o, nil
+}
+
+// stamp returns recs with a zero Time set to now; recs itself is the
+// caller's.
+func (a *Recorder) stamp(recs []store.AuditRecord) []store.AuditRecord {
+	if len(recs) == 0 {
+		return nil
+	}
+	now := a.now()
+	stamped := make([]store.AuditRecord, len(recs))
+	for i, r := range recs {
+		if r.Time.IsZero() {
+			r.Time = now
+		}
+		stamped[i] = r
+	}
+	return stamped
+}
+
+func (a *Recorder) logRecords(ctx context.Context, recs []store.AuditRecord) {
+	for _, r := range recs {
+		a.logRecord(ctx, r.Seq, r)
+	}
 }
 
 func (a *Recorder) logRecord(ctx context.Context, seq int64, r store.AuditRecord) {

@@ -4,17 +4,21 @@
 // # Model
 //
 // A Recorder appends records to the control-plane store (the durable log
-// operators query) and to the structured process log. The store chains the
-// records (package auditchain): every record carries the hash of the one
-// before it, so a record cannot be changed, removed, inserted or moved
-// without breaking the chain at that point. A chain alone does not stop
-// someone who rewrites a whole suffix and recomputes its hashes, so a
-// Checkpointer signs the head of the chain (sequence number and hash) with a
-// dedicated Ed25519 key at a fixed interval and at clean shutdown, and keeps
-// each checkpoint twice: in the store's checkpoint table and, one JSON line
-// each, in a file beside the store that can be copied off the machine.
-// Verify walks the chain and checks it against every checkpoint from both
-// places; ExportJSONL and ExportCEF write records for SIEMs.
+// operators query) and to the structured process log. A change to a
+// declared object is written with its records in one store transaction
+// (Recorder.PutObject and DeleteObject), so the log never lacks the record
+// of a change that was made, nor holds one of a change that was not. The
+// store chains the records (package auditchain): every record carries the
+// hash of the one before it, so a record cannot be changed, removed,
+// inserted or moved without breaking the chain at that point. A chain alone
+// does not stop someone who rewrites a whole suffix and recomputes its
+// hashes, so a Checkpointer signs the head of the chain (sequence number
+// and hash) with a dedicated Ed25519 key at a fixed interval and at clean
+// shutdown, and keeps each checkpoint twice: in the store's checkpoint
+// table and, one JSON line each, in a file beside the store that can be
+// copied off the machine. Verify walks the chain and checks it against
+// every checkpoint from both places; ExportJSONL and ExportCEF write
+// records for SIEMs.
 //
 // What the chain proves: no record up to the last checkpoint was changed,
 // removed, inserted or reordered since that checkpoint was signed. Records
@@ -74,7 +78,8 @@
 // # Concurrency
 //
 // Recorder and Checkpointer are safe for concurrent use. Linearity of the
-// chain under concurrent appends is the store's job (see
-// store.Store.AppendAuditBatch). Verify reads the log page by page and holds
-// only the checkpoints in memory.
+// chain under concurrent appends and audited writes, and the atomicity of
+// those, is the store's job (see store.Store.AppendAuditBatch and
+// PutObjectAudited). Verify reads the log page by page and holds only the
+// checkpoints in memory.
 package audit

@@ -40,7 +40,13 @@ give every replica the same file; the database alone never yields a usable
 key). A change made through any replica reaches the others' agents and
 proxies at once (LISTEN/NOTIFY); CA rotation steps and audit checkpoint
 signing run on one elected replica and move when it dies. Agents and proxies
-take every replica's address: --server a:8443,b:8443.`,
+take every replica's address: --server a:8443,b:8443.
+
+Kubernetes: with --kubernetes the server also watches the trustmesh.dev custom
+resources (one CRD per object kind, same shapes as the YAML objects; see
+trustmesh install --dry-run) and feeds them through the same validation, store,
+audit log and push as trustmesh apply; each resource's status reports whether
+it was accepted, its store revision and how many proxies acknowledged it.`,
 		Example: `  trustmesh server --data-dir /var/lib/trustmesh --trust-domain example.org
   trustmesh server --data-dir ./data --trust-domain example.org --listen 127.0.0.1:8443 --admin-listen 127.0.0.1:8444 --log-format json
   trustmesh server --data-dir ./data --trust-domain example.org --upstream-ca ca.pem,ca.key
@@ -75,6 +81,8 @@ take every replica's address: --server a:8443,b:8443.`,
 	f.StringVar(&cfg.MetricsListenAddr, "metrics-listen", "", "serve Prometheus /metrics in plain HTTP on this address, e.g. 127.0.0.1:8445 (default: off)")
 	f.StringVar(&cfg.StoreURL, "store", "", "where objects, tokens, issued SVIDs and the audit log live: sqlite://PATH or postgres://USER@HOST:PORT/DATABASE (default: DATA_DIR/trustmesh.db); the password, if any, is better given in PGPASSWORD or ~/.pgpass")
 	f.StringVar(&cfg.KEKFile, "kek-file", "", "key-encryption key that seals the CA and audit keys in a PostgreSQL store (required with postgres://; see trustmesh kek generate)")
+	f.BoolVar(&cfg.Kubernetes, "kubernetes", false, "also take objects from trustmesh.dev custom resources (kubectl apply, GitOps): in-cluster, or through --kubeconfig; their status reports what the mesh did")
+	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file for --kubernetes outside a cluster")
 	f.StringVar(&cfg.ReplicaID, "replica-id", "", "this replica's name among servers sharing a database (default: HOSTNAME/LISTEN_ADDRESS)")
 	f.StringVar(&upstream, "upstream-ca", "", "CERT,KEY PEM files of an existing CA to run under as an intermediate")
 	f.DurationVar(&cfg.NodeSVIDTTL, "node-svid-ttl", server.DefaultNodeSVIDTTL, "lifetime of node SVIDs")

@@ -47,6 +47,8 @@ type Metadata struct {
 // Object is a trustmesh object of any kind. The concrete types are
 // *AuthorizationPolicy, *MeshConfig, *PeerAuthentication,
 // *RequestAuthentication, *Service and *Workload.
+//
+// +kubebuilder:object:generate=false
 type Object interface {
 	// GetKind returns the kind of the object's type, such as "Workload",
 	// whatever its Kind field says.
@@ -146,4 +148,14 @@ func objectName(obj Object) string {
 		return obj.GetKind() + " (no name)"
 	}
 	return fmt.Sprintf("%s %q", obj.GetKind(), name)
+}
+
+// NewObject returns a new zero object of the canonical kind (false for an
+// unknown kind); its Namespaced method tells the kind's scope.
+func NewObject(kind string) (Object, bool) {
+	k, ok := lookupKind(kind)
+	if !ok {
+		return nil, false
+	}
+	return k.new(), true
 }

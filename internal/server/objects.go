@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,7 +58,21 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request, op operator
 	writeJSON(w, http.StatusOK, resp)
 }
 
-func (s *Server) applyOne(r *http.Request, op operator, o policy.Object, dryRun bool) (adminapi.ApplyResult, error) {
+// actionUnchanged is the apply result of an object that is stored as
+// given already: nothing is written, and nothing audited.
+const actionUnchanged = "unchanged"
+
+// applyOne writes o, unless it is unchanged, and its audit record in one
+// store transaction, with also, more records of the same change (a
+// rollback's), after it; every record carries the revision written. A
+// write the store refuses is audited as a failed object.apply.
+func (s *Server) applyOne(r *http.Request, op operator, o policy.Object, dryRun bool, also ...store.AuditRecord) (adminapi.ApplyResult, error) {
+	return s.applyObject(r.Context(), op, o, dryRun, also...)
+}
+
+// applyObject is applyOne for any caller (the admin API, the Kubernetes
+// controller).
+func (s *Server) applyObject(ctx context.Context, op operator, o policy.Object, dryRun bool, also ...store.AuditRecord) (adminapi.ApplyResult, error) {
 	meta := o.GetMeta()
 	res := adminapi.ApplyResult{Kind: o.GetKind(), Namespace: meta.Namespace, Name: meta.Name}
 	// The revision a user sends is a precondition, never stored data.
@@ -70,14 +85,14 @@ func (s *Server) applyOne(r *http.Request, op operator, o policy.Object, dryRun 
 	if err != nil {
 		return res, fmt.Errorf("encode %s %q: %w", o.GetKind(), meta.Name, err)
 	}
-	cur, err := s.store.GetObject(r.Context(), o.GetKind(), meta.Namespace, meta.Name)
+	cur, err := s.store.GetObject(ctx, o.GetKind(), meta.Namespace, meta.Name)
 	switch {
 	case err == nil:
 		if expect != store.AnyRevision && expect != cur.Revision {
 			return res, fmt.Errorf("%s %q: metadata.revision %d is not the current revision %d; get the object again and re-apply: %w", o.GetKind(), meta.Name, expect, cur.Revision, store.ErrConflict)
 		}
 		if bytes.Equal(cur.Data, data) {
-			res.Revision, res.Action = cur.Revision, "unchanged"
+			res.Revision, res.Action = cur.Revision, actionUnchanged
 			return dry(res, dryRun), nil
 		}
 		res.Action = "configured"
@@ -101,13 +116,14 @@ func (s *Server) applyOne(r *http.Request, op operator, o policy.Object, dryRun 
 			expect = store.MustNotExist
 		}
 	}
-	stored, err := s.store.PutObject(r.Context(), store.Object{Kind: o.GetKind(), Namespace: meta.Namespace, Name: meta.Name, Data: data, Actor: op.actor()}, expect)
+	key := objectKey(o.GetKind(), meta.Namespace, meta.Name)
+	recs := append([]store.AuditRecord{{Actor: op.actor(), Action: "object." + res.Action, Object: key,
+		Outcome: audit.OutcomeSuccess, Reason: "previous revision " + strconv.FormatInt(before, 10), RequestID: op.requestID}}, also...)
+	stored, err := s.audit.PutObject(ctx, store.Object{Kind: o.GetKind(), Namespace: meta.Namespace, Name: meta.Name, Data: data, Actor: op.actor()}, expect, recs...)
 	if err != nil {
-		s.auditAdmin(r.Context(), op, "object.apply", objectKey(o.GetKind(), meta.Namespace, meta.Name), audit.OutcomeError, err.Error())
+		s.auditAdmin(ctx, op, "object.apply", key, audit.OutcomeError, err.Error())
 		return res, fmt.Errorf("write %s %q: %w", o.GetKind(), meta.Name, err)
 	}
-	_ = s.audit.Record(r.Context(), store.AuditRecord{Actor: op.actor(), Action: "object." + res.Action, Object: objectKey(o.GetKind(), meta.Namespace, meta.Name),
-		Revision: stored.Revision, Outcome: audit.OutcomeSuccess, Reason: "previous revision " + strconv.FormatInt(before, 10), RequestID: op.requestID})
 	res.Revision = stored.Revision
 	return res, nil
 }
@@ -228,6 +244,13 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request, _ operato
 	s.writeObjects(w, hist, true)
 }
 
+// deleteObject writes a tombstone and its audit record in one store
+// transaction.
+func (s *Server) deleteObject(ctx context.Context, op operator, kind, ns, name string) (store.Object, error) {
+	return s.audit.DeleteObject(ctx, kind, ns, name, op.actor(), store.AnyRevision,
+		store.AuditRecord{Actor: op.actor(), Action: "object.delete", Object: objectKey(kind, ns, name), Outcome: audit.OutcomeSuccess, RequestID: op.requestID})
+}
+
 func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, op operator) {
 	kind, ns, name, err := objectQuery(r, true)
 	if err != nil {
@@ -235,7 +258,7 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, op operato
 		return
 	}
 	ns = s.namespaceFor(kind, ns)
-	o, err := s.store.DeleteObject(r.Context(), kind, ns, name, op.actor(), store.AnyRevision)
+	o, err := s.deleteObject(r.Context(), op, kind, ns, name)
 	if errors.Is(err, store.ErrNotFound) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("%s %q not found in namespace %q", kind, name, ns))
 		return
@@ -243,7 +266,5 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, op operato
 		writeError(w, http.StatusInternalServerError, "could not write the store; see the server log")
 		return
 	}
-	_ = s.audit.Record(r.Context(), store.AuditRecord{Actor: op.actor(), Action: "object.delete", Object: objectKey(kind, ns, name),
-		Revision: o.Revision, Outcome: audit.OutcomeSuccess, RequestID: op.requestID})
 	writeJSON(w, http.StatusOK, adminapi.DeleteResponse{Revision: o.Revision})
 }

@@ -18,7 +18,8 @@ import (
 
 // handleRollback writes the content of an earlier revision of an object as
 // its new revision. The history is never rewritten: a rollback is one more
-// write, audited as such.
+// write, audited as such (its object.configured record and the
+// object.rollback record are stored with the write, in one transaction).
 func (s *Server) handleRollback(w http.ResponseWriter, r *http.Request, op operator) {
 	var req adminapi.RollbackRequest
 	if !readJSON(w, r, &req) {
@@ -70,7 +71,9 @@ func (s *Server) handleRollback(w http.ResponseWriter, r *http.Request, op opera
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("revision %d no longer validates: %v", req.Revision, err))
 		return
 	}
-	res, err := s.applyOne(r, op, obj, req.DryRun)
+	rollback := store.AuditRecord{Actor: op.actor(), Action: "object.rollback", Object: objectKey(kind, ns, req.Name),
+		Outcome: audit.OutcomeSuccess, Reason: "restored the content of revision " + strconv.FormatInt(req.Revision, 10), RequestID: op.requestID}
+	res, err := s.applyOne(r, op, obj, req.DryRun, rollback)
 	if err != nil {
 		code := http.StatusInternalServerError
 		if errors.Is(err, store.ErrConflict) {
@@ -79,9 +82,11 @@ func (s *Server) handleRollback(w http.ResponseWriter, r *http.Request, op opera
 		writeError(w, code, err.Error())
 		return
 	}
-	if !req.DryRun {
-		_ = s.audit.Record(r.Context(), store.AuditRecord{Actor: op.actor(), Action: "object.rollback", Object: objectKey(kind, ns, req.Name),
-			Revision: res.Revision, Outcome: audit.OutcomeSuccess, Reason: "restored the content of revision " + strconv.FormatInt(req.Revision, 10), RequestID: op.requestID})
+	if !req.DryRun && res.Action == actionUnchanged {
+		// Nothing was written, so nothing recorded: the rollback to the
+		// current content is recorded on its own.
+		rollback.Revision = res.Revision
+		_ = s.audit.Record(r.Context(), rollback)
 	}
 	writeJSON(w, http.StatusOK, res)
 }

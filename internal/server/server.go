@@ -26,6 +26,7 @@ import (
 	"github.com/trustmesh/trustmesh/internal/ca"
 	"github.com/trustmesh/trustmesh/internal/configsync"
 	"github.com/trustmesh/trustmesh/internal/datadir"
+	"github.com/trustmesh/trustmesh/internal/k8s/controller"
 	"github.com/trustmesh/trustmesh/internal/kek"
 	"github.com/trustmesh/trustmesh/internal/store"
 )
@@ -72,6 +73,11 @@ type Config struct {
 	// ReplicaID names this replica among those sharing a database (default:
 	// hostname and node API address).
 	ReplicaID string
+	// Kubernetes feeds trustmesh.dev custom resources into the store (see
+	// package k8s/controller), through Kubeconfig or, when empty, the
+	// in-cluster service account.
+	Kubernetes bool
+	Kubeconfig string
 	// Store overrides StoreURL (tests).
 	Store  store.Store
 	Logger *slog.Logger
@@ -92,8 +98,10 @@ type Server struct {
 	// remote are the other replicas' proxies (runPresence), under remoteMu.
 	remoteMu sync.Mutex
 	remote   []remoteProxy
-	ca       *ca.CA
-	audit    *audit.Recorder
+	// k8s feeds Kubernetes resources into the store (--kubernetes).
+	k8s   *controller.Controller
+	ca    *ca.CA
+	audit *audit.Recorder
 	// checkpoints signs the audit log's head (see auditchain.go).
 	checkpoints *audit.Checkpointer
 	// issued persists issued SVIDs with group commit (see issuedLog).
@@ -251,6 +259,13 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.ensureLocalAdmin(ctx); err != nil {
 		return nil, err
 	}
+	if cfg.Kubernetes {
+		if s.k8s, err = s.newKubernetesController(); err != nil {
+			return nil, err
+		}
+	} else if cfg.Kubeconfig != "" {
+		return nil, errors.New("--kubeconfig is only used with --kubernetes")
+	}
 	return s, nil
 }
 
@@ -295,6 +310,9 @@ func (s *Server) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.reg.run(ctx) })
 	g.Go(func() error { s.runElected(ctx, roleCA, s.runCALifecycle); return nil })
+	if s.k8s != nil {
+		g.Go(func() error { return s.k8s.Run(ctx) })
+	}
 	if s.shared {
 		g.Go(func() error { return s.runPresence(ctx) })
 		g.Go(func() error { s.runElected(ctx, roleSweeps, s.runSweeps); return nil })

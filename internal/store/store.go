@@ -5,7 +5,10 @@
 //
 // Objects are versioned: every write or delete takes the next value of one
 // store-wide revision counter (like a Kubernetes resourceVersion) and is kept
-// in the history, so history, diff and rollback are plain reads.
+// in the history, so history, diff and rollback are plain reads. A write
+// can carry the audit records that describe it (PutObjectAudited,
+// DeleteObjectAudited), committed in the same transaction, so the audit log
+// never misses a change that was made.
 package store
 
 import (
@@ -188,6 +191,35 @@ type Store interface {
 	ListObjects(ctx context.Context, kind, namespace string) ([]Object, error)
 	// DeleteObject writes a tombstone revision; ErrNotFound if not live.
 	DeleteObject(ctx context.Context, kind, namespace, name, actor string, expectRevision int64) (Object, error)
+	// PutObjectAudited is PutObject that appends recs, the audit records
+	// of the write, to the audit log in the same transaction: the revision
+	// and its records are committed together or not at all, so no change
+	// is ever stored without its record (nor a record of a change that
+	// never happened). Each record's Revision is set to the revision
+	// written, and Seq, PrevHash, Hash and a zero Time are assigned as by
+	// AppendAuditBatch, the records chained in order; it returns the
+	// revision and the records as stored (recs itself is not modified). A
+	// write that is refused appends nothing: a failed compare-and-swap
+	// (ErrConflict), an invalid object or record, or an error from the
+	// database rolls back the records with the revision, consuming neither
+	// a revision nor a Seq, and a caller that audits refusals appends its
+	// own record of one. (An error from the commit itself may leave a
+	// caller unsure whether the write committed, as for any write; it
+	// committed whole or not at all.) Subscribers are signalled as for
+	// PutObject (TopicObjects). With no recs it is PutObject.
+	//
+	// Lock order: a transaction that writes objects and the log takes the
+	// object write lock first, then the log's; an audit append takes only
+	// the log's, and a plain object write only the object lock, so audited
+	// writes, plain writes and appends never wait for each other in a
+	// cycle, from one server or several on the same database (SQLite: the
+	// one BEGIN IMMEDIATE transaction; PostgreSQL: the revision counter's
+	// row lock, then the log's advisory lock).
+	PutObjectAudited(ctx context.Context, obj Object, expectRevision int64, recs []AuditRecord) (Object, []AuditRecord, error)
+	// DeleteObjectAudited is DeleteObject that appends recs in the same
+	// transaction, as PutObjectAudited does: ErrNotFound and ErrConflict
+	// append nothing.
+	DeleteObjectAudited(ctx context.Context, kind, namespace, name, actor string, expectRevision int64, recs []AuditRecord) (Object, []AuditRecord, error)
 	// History returns every revision of one object, tombstones included, oldest first.
 	History(ctx context.Context, kind, namespace, name string) ([]Object, error)
 	// Changes returns every object revision greater than after, oldest first,
@@ -226,14 +258,14 @@ type Store interface {
 	AppendAudit(ctx context.Context, r AuditRecord) (int64, error)
 	// AppendAuditBatch appends records in order, in one transaction (all or
 	// none), and returns their sequence numbers; recs itself is not
-	// modified. The chain stays linear under
-	// concurrent appends, from this process or another server on the same
-	// database: reading the head (last Seq and Hash) and inserting the
-	// records sealed by auditchain.Seal happen in one transaction that holds
-	// the log's write lock from the read on (SQLite: BEGIN IMMEDIATE;
-	// PostgreSQL: a transaction-scoped advisory lock). Time is kept to the
-	// nanosecond and strings byte for byte after auditchain.Seal, since the
-	// hash covers them.
+	// modified. The chain stays linear under concurrent appends and
+	// audited object writes (PutObjectAudited), from this process or
+	// another server on the same database: reading the head (last Seq and
+	// Hash) and inserting the records sealed by auditchain.Seal happen in
+	// one transaction that holds the log's write lock from the read on
+	// (SQLite: BEGIN IMMEDIATE; PostgreSQL: a transaction-scoped advisory
+	// lock). Time is kept to the nanosecond and strings byte for byte
+	// after auditchain.Seal, since the hash covers them.
 	AppendAuditBatch(ctx context.Context, recs []AuditRecord) ([]int64, error)
 	// ListAudit returns records with Seq > after, oldest first, at most limit (0 = no limit).
 	ListAudit(ctx context.Context, after int64, limit int) ([]AuditRecord, error)

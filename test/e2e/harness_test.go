@@ -43,6 +43,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer stopPostgres()
+	defer stopKubernetes()
 	return m.Run()
 }
 

@@ -109,42 +109,62 @@ func (s *Store) appendAudit(ctx context.Context, in []store.AuditRecord) ([]int6
 		return nil, err
 	}
 	var h auditHead
-	err = s.writeTx(ctx, func(b *pgx.Batch) {
-		b.Queue(`SELECT pg_advisory_xact_lock($1)`, auditLock)
-		b.Queue(auditHeadSQL)
-	}, func(br pgx.BatchResults) error {
-		if _, err := br.Exec(); err != nil {
-			return fmt.Errorf("lock the audit log: %w", err)
-		}
+	err = s.writeTx(ctx, queueAuditHead, func(br pgx.BatchResults) error {
 		var err error
-		h, err = scanAuditHead(br.QueryRow())
+		h, err = readAuditHead(br)
 		return err
 	}, func(conn *pgx.Conn) (*pgx.Batch, error) {
-		if err := auditchain.Seal(h.seq, h.hash, recs); err != nil {
+		var b pgx.Batch
+		if err := queueAudit(ctx, conn, &b, h, recs); err != nil {
 			return nil, err
 		}
-		last := recs[len(recs)-1].Seq
-		var b pgx.Batch
-		if len(recs) >= copyThreshold {
-			rows := make([][]any, len(recs))
-			for i, r := range recs {
-				rows[i] = auditRow(r)
-			}
-			if _, err := conn.CopyFrom(ctx, pgx.Identifier{"audit"}, auditColumnNames, pgx.CopyFromRows(rows)); err != nil {
-				return nil, fmt.Errorf("insert records %d to %d: %w", recs[0].Seq, last, err)
-			}
-		} else {
-			for _, r := range recs {
-				b.Queue(`INSERT INTO audit (`+auditColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, auditRow(r)...)
-			}
-		}
-		b.Queue(`UPDATE audit_counter SET seq = $1`, last)
 		return &b, nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return auditchain.Seqs(recs), nil
+}
+
+// queueAuditHead queues the statements that take the log's advisory lock,
+// for the rest of the transaction, and then read its head; readAuditHead
+// reads their results. Under READ COMMITTED the read sees every append
+// committed before the lock was granted.
+func queueAuditHead(b *pgx.Batch) {
+	b.Queue(`SELECT pg_advisory_xact_lock($1)`, auditLock)
+	b.Queue(auditHeadSQL)
+}
+
+func readAuditHead(br pgx.BatchResults) (auditHead, error) {
+	if _, err := br.Exec(); err != nil {
+		return auditHead{}, fmt.Errorf("lock the audit log: %w", err)
+	}
+	return scanAuditHead(br.QueryRow())
+}
+
+// queueAudit seals recs, which auditchain.Prepare made, after h and queues
+// their inserts and the counter's advance on b, which commits them; a large
+// batch is sent at once with COPY on conn instead of queued.
+func queueAudit(ctx context.Context, conn *pgx.Conn, b *pgx.Batch, h auditHead, recs []store.AuditRecord) error {
+	if err := auditchain.Seal(h.seq, h.hash, recs); err != nil {
+		return err
+	}
+	last := recs[len(recs)-1].Seq
+	if len(recs) >= copyThreshold {
+		rows := make([][]any, len(recs))
+		for i, r := range recs {
+			rows[i] = auditRow(r)
+		}
+		if _, err := conn.CopyFrom(ctx, pgx.Identifier{"audit"}, auditColumnNames, pgx.CopyFromRows(rows)); err != nil {
+			return fmt.Errorf("insert records %d to %d: %w", recs[0].Seq, last, err)
+		}
+	} else {
+		for _, r := range recs {
+			b.Queue(`INSERT INTO audit (`+auditColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, auditRow(r)...)
+		}
+	}
+	b.Queue(`UPDATE audit_counter SET seq = $1`, last)
+	return nil
 }
 
 // ListAudit returns the records with Seq greater than after, oldest first, at

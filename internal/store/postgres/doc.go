@@ -30,6 +30,16 @@
 //     same transaction, so the chain stays linear whichever server
 //     appends, and a seq is never reused. Checkpoints are appended under
 //     another advisory lock.
+//   - An audited object write (PutObjectAudited, DeleteObjectAudited) does
+//     both in one transaction: it locks the revision counter, reads the
+//     object's head, then takes the audit lock and reads the log's head,
+//     all in the first round trip, and inserts the revision and the sealed
+//     records, which carry it, in the second. Every transaction that
+//     takes both locks takes them in that order, and an audit append takes
+//     only the audit lock, so no two writes wait for each other in a
+//     cycle; a write whose compare-and-swap fails rolls back its records
+//     with it. It costs one synchronous commit, where a write and a
+//     separate append cost two.
 //   - blobs and presence are written by single statements: PostgreSQL
 //     locks a row and re-checks the version condition of an UPDATE for
 //     every concurrent writer, which is the compare-and-swap. A join token

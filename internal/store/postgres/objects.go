@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/trustmesh/trustmesh/internal/store"
+	"github.com/trustmesh/trustmesh/internal/store/auditchain"
 	"github.com/trustmesh/trustmesh/internal/store/unixnano"
 )
 
@@ -89,17 +90,28 @@ type head struct {
 // with the store's clock, applies live (the objects row) and notifies in the
 // round trip that commits. A write decide rejects rolls back and consumes no
 // revision.
-func (s *Store) objectWrite(ctx context.Context, o *store.Object,
+//
+// recs, if any, are the write's audit records, made by auditchain.Prepare:
+// the first round trip then also takes the audit log's advisory lock and
+// reads its head, after the revision counter's lock (the one lock order of
+// every transaction that takes both), and the second seals the records
+// with the revision and inserts them. A rejected write rolls them back
+// with it.
+func (s *Store) objectWrite(ctx context.Context, o *store.Object, recs []store.AuditRecord,
 	decide func(h head) (createRevision int64, err error),
 	live func(b *pgx.Batch),
 ) error {
 	var (
 		revision int64
 		h        head
+		ah       auditHead
 	)
 	return s.writeTx(ctx, func(b *pgx.Batch) {
 		b.Queue(takeRevisionSQL)
 		b.Queue(liveHeadSQL, o.Kind, o.Namespace, o.Name)
+		if len(recs) > 0 {
+			queueAuditHead(b)
+		}
 	}, func(br pgx.BatchResults) error {
 		if err := br.QueryRow().Scan(&revision); err != nil {
 			return fmt.Errorf("next revision: %w", err)
@@ -111,8 +123,13 @@ func (s *Store) objectWrite(ctx context.Context, o *store.Object,
 		case err != nil:
 			return fmt.Errorf("read live revision: %w", err)
 		}
+		if len(recs) > 0 {
+			if ah, err = readAuditHead(br); err != nil {
+				return err
+			}
+		}
 		return nil
-	}, func(*pgx.Conn) (*pgx.Batch, error) {
+	}, func(conn *pgx.Conn) (*pgx.Batch, error) {
 		createRevision, err := decide(h)
 		if err != nil {
 			return nil, err
@@ -133,15 +150,48 @@ func (s *Store) objectWrite(ctx context.Context, o *store.Object,
 		b.Queue(insertRevisionSQL, o.Revision, o.Kind, o.Namespace, o.Name, o.CreateRevision, o.Deleted,
 			notNil(o.Data), o.Actor, timeNS)
 		live(&b)
+		if len(recs) > 0 {
+			for i := range recs {
+				recs[i].Revision = revision
+			}
+			if err := queueAudit(ctx, conn, &b, ah, recs); err != nil {
+				return nil, fmt.Errorf("append audit: %w", err)
+			}
+		}
 		s.queueNotify(&b, store.TopicObjects)
 		return &b, nil
 	})
+}
+
+// prepareAudit readies the audit records of an object write before its
+// transaction begins (see auditchain.Prepare); nil for none.
+func (s *Store) prepareAudit(in []store.AuditRecord) ([]store.AuditRecord, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	recs, err := auditchain.Prepare(in, s.now())
+	if err != nil {
+		return nil, fmt.Errorf("audit %w", err)
+	}
+	return recs, nil
 }
 
 // PutObject writes a new revision of obj. expectRevision is
 // store.AnyRevision, store.MustNotExist or the live revision; otherwise the
 // write fails with store.ErrConflict and consumes no revision.
 func (s *Store) PutObject(ctx context.Context, obj store.Object, expectRevision int64) (store.Object, error) {
+	o, _, err := s.putObject(ctx, obj, expectRevision, nil)
+	return o, err
+}
+
+// PutObjectAudited is PutObject that appends recs, stamped with the
+// revision written, in the same transaction (see store.Store); a write
+// that fails appends nothing.
+func (s *Store) PutObjectAudited(ctx context.Context, obj store.Object, expectRevision int64, recs []store.AuditRecord) (store.Object, []store.AuditRecord, error) {
+	return s.putObject(ctx, obj, expectRevision, recs)
+}
+
+func (s *Store) putObject(ctx context.Context, obj store.Object, expectRevision int64, in []store.AuditRecord) (store.Object, []store.AuditRecord, error) {
 	key := objectKey(obj.Kind, obj.Namespace, obj.Name)
 	out := store.Object{
 		Kind:      obj.Kind,
@@ -150,11 +200,16 @@ func (s *Store) PutObject(ctx context.Context, obj store.Object, expectRevision 
 		Data:      bytes.Clone(obj.Data),
 		Actor:     obj.Actor,
 	}
+	var recs []store.AuditRecord
 	err := func() error {
 		if err := store.ValidateObjectWrite(obj.Kind, obj.Name, expectRevision); err != nil {
 			return err
 		}
-		return s.objectWrite(ctx, &out, func(h head) (int64, error) {
+		var err error
+		if recs, err = s.prepareAudit(in); err != nil {
+			return err
+		}
+		return s.objectWrite(ctx, &out, recs, func(h head) (int64, error) {
 			if err := store.CheckPutRevision(expectRevision, h.revision); err != nil {
 				return 0, err
 			}
@@ -164,10 +219,10 @@ func (s *Store) PutObject(ctx context.Context, obj store.Object, expectRevision 
 		})
 	}()
 	if err != nil {
-		return store.Object{}, fmt.Errorf("put object %s: %w", key, err)
+		return store.Object{}, nil, fmt.Errorf("put object %s: %w", key, err)
 	}
 	s.subs.Notify(store.TopicObjects)
-	return out, nil
+	return out, recs, nil
 }
 
 // DeleteObject writes a tombstone revision, which keeps the CreateRevision
@@ -175,13 +230,30 @@ func (s *Store) PutObject(ctx context.Context, obj store.Object, expectRevision 
 // object is not live, and store.ErrConflict if expectRevision is neither
 // store.AnyRevision nor the live revision.
 func (s *Store) DeleteObject(ctx context.Context, kind, namespace, name, actor string, expectRevision int64) (store.Object, error) {
+	o, _, err := s.deleteObject(ctx, kind, namespace, name, actor, expectRevision, nil)
+	return o, err
+}
+
+// DeleteObjectAudited is DeleteObject that appends recs, stamped with the
+// tombstone's revision, in the same transaction (see store.Store); a
+// delete that fails appends nothing.
+func (s *Store) DeleteObjectAudited(ctx context.Context, kind, namespace, name, actor string, expectRevision int64, recs []store.AuditRecord) (store.Object, []store.AuditRecord, error) {
+	return s.deleteObject(ctx, kind, namespace, name, actor, expectRevision, recs)
+}
+
+func (s *Store) deleteObject(ctx context.Context, kind, namespace, name, actor string, expectRevision int64, in []store.AuditRecord) (store.Object, []store.AuditRecord, error) {
 	key := objectKey(kind, namespace, name)
 	out := store.Object{Kind: kind, Namespace: namespace, Name: name, Deleted: true, Actor: actor}
+	var recs []store.AuditRecord
 	err := func() error {
 		if err := store.ValidateObjectWrite(kind, name, expectRevision); err != nil {
 			return err
 		}
-		return s.objectWrite(ctx, &out, func(h head) (int64, error) {
+		var err error
+		if recs, err = s.prepareAudit(in); err != nil {
+			return err
+		}
+		return s.objectWrite(ctx, &out, recs, func(h head) (int64, error) {
 			if err := store.CheckDeleteRevision(expectRevision, h.revision); err != nil {
 				return 0, err
 			}
@@ -192,10 +264,10 @@ func (s *Store) DeleteObject(ctx context.Context, kind, namespace, name, actor s
 		})
 	}()
 	if err != nil {
-		return store.Object{}, fmt.Errorf("delete object %s: %w", key, err)
+		return store.Object{}, nil, fmt.Errorf("delete object %s: %w", key, err)
 	}
 	s.subs.Notify(store.TopicObjects)
-	return out, nil
+	return out, recs, nil
 }
 
 // GetObject returns the live revision of an object, or store.ErrNotFound.

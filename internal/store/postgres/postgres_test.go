@@ -279,6 +279,62 @@ func TestFailedBatchWritesNothing(t *testing.T) {
 	}
 }
 
+// TestAuditedWriteIsAtomic: when the database refuses one half of an
+// audited write, the other half is not stored either, and neither counter
+// moves.
+func TestAuditedWriteIsAtomic(t *testing.T) {
+	for _, tc := range []struct {
+		name, table string
+	}{
+		{"audit insert refused", "audit"},
+		{"revision insert refused", "object_revisions"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			dsn := pgtest.Shared(t).NewTestDatabase(t)
+			s := openStore(t, dsn)
+			live, err := s.PutObject(ctx, store.Object{Kind: "Service", Namespace: "prod", Name: "db", Data: []byte(`{}`)}, store.MustNotExist)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn := sqlConn(t, dsn)
+			if _, err := conn.Exec(ctx, `CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql
+				AS $$ BEGIN RAISE EXCEPTION 'refused by test'; END $$`); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := conn.Exec(ctx, `CREATE TRIGGER refuse BEFORE INSERT ON `+tc.table+` FOR EACH ROW EXECUTE FUNCTION refuse()`); err != nil {
+				t.Fatal(err)
+			}
+			rec := []store.AuditRecord{{Actor: "admin", Action: "object.created", Object: "Service/prod/web", Outcome: "success"}}
+			if _, _, err := s.PutObjectAudited(ctx, store.Object{Kind: "Service", Namespace: "prod", Name: "web", Data: []byte(`{}`)}, store.MustNotExist, rec); err == nil || !strings.Contains(err.Error(), "refused by test") {
+				t.Errorf("PutObjectAudited: got %v, want the trigger's refusal", err)
+			}
+			if _, _, err := s.DeleteObjectAudited(ctx, "Service", "prod", "db", "admin", store.AnyRevision, rec); err == nil || !strings.Contains(err.Error(), "refused by test") {
+				t.Errorf("DeleteObjectAudited: got %v, want the trigger's refusal", err)
+			}
+			if _, err := s.GetObject(ctx, "Service", "prod", "web"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("GetObject of the refused put: got %v, want ErrNotFound", err)
+			}
+			if _, err := s.GetObject(ctx, "Service", "prod", "db"); err != nil {
+				t.Errorf("GetObject of the refused delete: got %v, want it live", err)
+			}
+			if _, err := s.AuditHead(ctx); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("AuditHead: got %v, want ErrNotFound (no record)", err)
+			}
+			if _, err := conn.Exec(ctx, `DROP TRIGGER refuse ON `+tc.table); err != nil {
+				t.Fatal(err)
+			}
+			o, recs, err := s.PutObjectAudited(ctx, store.Object{Kind: "Service", Namespace: "prod", Name: "web", Data: []byte(`{}`)}, store.MustNotExist, rec)
+			if err != nil {
+				t.Fatalf("PutObjectAudited once allowed: %v", err)
+			}
+			if o.Revision != live.Revision+1 || len(recs) != 1 || recs[0].Seq != 1 || recs[0].Revision != o.Revision {
+				t.Errorf("write once allowed: got revision %d and records %+v, want revision %d and record 1 carrying it", o.Revision, recs, live.Revision+1)
+			}
+		})
+	}
+}
+
 func TestUseAfterClose(t *testing.T) {
 	s, err := postgres.Open(t.Context(), pgtest.Shared(t).NewTestDatabase(t))
 	if err != nil {
@@ -671,5 +727,97 @@ func BenchmarkPutObjectParallel(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// applyAudit is the audit record of an admin apply, which the store
+// stamps with the revision.
+func applyAudit(i int) store.AuditRecord {
+	return store.AuditRecord{
+		Time:      time.Now(),
+		Actor:     "alice (admin)",
+		Action:    "object.configured",
+		Object:    fmt.Sprint("Service/bench/svc-", i%1000),
+		Outcome:   "success",
+		Reason:    fmt.Sprint("previous revision ", i),
+		RequestID: fmt.Sprintf("%016x", i),
+	}
+}
+
+// auditedWrites are the two ways to store an object write and its audit
+// record that BenchmarkPutObjectAudited compares: one transaction
+// (PutObjectAudited, what the server does), or PutObject then AppendAudit.
+var auditedWrites = []struct {
+	name  string
+	write func(ctx context.Context, s *postgres.Store, obj store.Object, rec store.AuditRecord) error
+}{
+	{"one transaction", func(ctx context.Context, s *postgres.Store, obj store.Object, rec store.AuditRecord) error {
+		_, _, err := s.PutObjectAudited(ctx, obj, store.AnyRevision, []store.AuditRecord{rec})
+		return err
+	}},
+	{"two transactions", func(ctx context.Context, s *postgres.Store, obj store.Object, rec store.AuditRecord) error {
+		o, err := s.PutObject(ctx, obj, store.AnyRevision)
+		if err != nil {
+			return err
+		}
+		rec.Revision = o.Revision
+		_, err = s.AppendAudit(ctx, rec)
+		return err
+	}},
+}
+
+// BenchmarkPutObjectAudited is the SQLite store's benchmark of the same
+// name on PostgreSQL.
+func BenchmarkPutObjectAudited(b *testing.B) {
+	for _, durable := range []bool{false, true} {
+		for _, tc := range auditedWrites {
+			b.Run(fmt.Sprint("synchronous_commit=", map[bool]string{false: "off", true: "on"}[durable], "/", tc.name), func(b *testing.B) {
+				s := benchStores(b, durable)
+				ctx := b.Context()
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					obj := store.Object{Kind: "Service", Namespace: "bench", Name: fmt.Sprint("svc-", i%1000), Data: benchData, Actor: "bench"}
+					if err := tc.write(ctx, s, obj, applyAudit(i)); err != nil {
+						b.Fatal(err)
+					}
+					i++
+				}
+				b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "writes/s")
+			})
+		}
+	}
+}
+
+// BenchmarkPutObjectAuditedParallel writes from GOMAXPROCS goroutines at
+// once, where the audit log's lock is contended too.
+func BenchmarkPutObjectAuditedParallel(b *testing.B) {
+	for _, durable := range []bool{false, true} {
+		for _, tc := range auditedWrites {
+			b.Run(fmt.Sprint("synchronous_commit=", map[bool]string{false: "off", true: "on"}[durable], "/", tc.name), func(b *testing.B) {
+				s := benchStores(b, durable)
+				ctx := b.Context()
+				b.ReportAllocs()
+				var (
+					worker atomic.Int64
+					writes atomic.Int64
+				)
+				b.ResetTimer() // not the database's creation and migration
+				b.RunParallel(func(pb *testing.PB) {
+					w := worker.Add(1)
+					i := 0
+					for pb.Next() {
+						obj := store.Object{Kind: "Service", Namespace: "bench", Name: fmt.Sprint("svc-", w, "-", i%1000), Data: benchData, Actor: "bench"}
+						if err := tc.write(ctx, s, obj, applyAudit(i)); err != nil {
+							b.Error(err)
+							return
+						}
+						i++
+					}
+					writes.Add(int64(i))
+				})
+				b.ReportMetric(float64(writes.Load())/b.Elapsed().Seconds(), "writes/s")
+			})
+		}
 	}
 }

@@ -125,20 +125,25 @@ func (s *Store) appendAudit(ctx context.Context, in []store.AuditRecord) ([]int6
 	if err != nil {
 		return nil, err
 	}
-	err = s.write(ctx, func(tx *sql.Tx) error {
-		head, err := readAuditHead(ctx, tx)
-		if err != nil {
-			return err
-		}
-		if err := auditchain.Seal(head.seq, head.hash, recs); err != nil {
-			return err
-		}
-		return execInsertAudit(ctx, tx.StmtContext(ctx, s.stmts.insertAudit), recs)
-	})
+	err = s.write(ctx, func(tx *sql.Tx) error { return s.chainAudit(ctx, tx, recs) })
 	if err != nil {
 		return nil, err
 	}
 	return auditchain.Seqs(recs), nil
+}
+
+// chainAudit seals recs, which auditchain.Prepare made, after the head of
+// the log and inserts them, in a write transaction: it holds the write
+// lock, so nobody appends between the read of the head and the commit.
+func (s *Store) chainAudit(ctx context.Context, tx *sql.Tx, recs []store.AuditRecord) error {
+	head, err := readAuditHead(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if err := auditchain.Seal(head.seq, head.hash, recs); err != nil {
+		return err
+	}
+	return execInsertAudit(ctx, tx.StmtContext(ctx, s.stmts.insertAudit), recs)
 }
 
 // ListAudit returns the records with Seq greater than after, oldest first, at

@@ -185,3 +185,61 @@ func TestOpenAuditReader(t *testing.T) {
 		}
 	})
 }
+
+// TestAuditedWriteIsAtomic: when the database refuses one half of an
+// audited write, the other half is not stored either, and neither counter
+// moves.
+func TestAuditedWriteIsAtomic(t *testing.T) {
+	for _, tc := range []struct {
+		name, table string
+	}{
+		{"audit insert refused", "audit"},
+		{"revision insert refused", "object_revisions"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			s, err := Open(ctx, filepath.Join(t.TempDir(), "store.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			live, err := s.PutObject(ctx, store.Object{Kind: "Service", Namespace: "prod", Name: "db", Data: []byte(`{}`)}, store.MustNotExist)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.wdb.ExecContext(ctx, `CREATE TRIGGER refuse BEFORE INSERT ON `+tc.table+`
+				BEGIN SELECT RAISE(ABORT, 'refused by test'); END`); err != nil {
+				t.Fatal(err)
+			}
+			rec := []store.AuditRecord{{Actor: "admin", Action: "object.created", Object: "Service/prod/web", Outcome: "success"}}
+			if _, _, err := s.PutObjectAudited(ctx, store.Object{Kind: "Service", Namespace: "prod", Name: "web", Data: []byte(`{}`)}, store.MustNotExist, rec); err == nil || !strings.Contains(err.Error(), "refused by test") {
+				t.Errorf("PutObjectAudited: got %v, want the trigger's refusal", err)
+			}
+			if _, _, err := s.DeleteObjectAudited(ctx, "Service", "prod", "db", "admin", store.AnyRevision, rec); err == nil || !strings.Contains(err.Error(), "refused by test") {
+				t.Errorf("DeleteObjectAudited: got %v, want the trigger's refusal", err)
+			}
+			if rev, err := s.CurrentRevision(ctx); err != nil || rev != live.Revision {
+				t.Errorf("CurrentRevision: got %d, %v, want %d", rev, err, live.Revision)
+			}
+			if _, err := s.GetObject(ctx, "Service", "prod", "web"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("GetObject of the refused put: got %v, want ErrNotFound", err)
+			}
+			if _, err := s.GetObject(ctx, "Service", "prod", "db"); err != nil {
+				t.Errorf("GetObject of the refused delete: got %v, want it live", err)
+			}
+			if _, err := s.AuditHead(ctx); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("AuditHead: got %v, want ErrNotFound (no record)", err)
+			}
+			if _, err := s.wdb.ExecContext(ctx, `DROP TRIGGER refuse`); err != nil {
+				t.Fatal(err)
+			}
+			o, recs, err := s.PutObjectAudited(ctx, store.Object{Kind: "Service", Namespace: "prod", Name: "web", Data: []byte(`{}`)}, store.MustNotExist, rec)
+			if err != nil {
+				t.Fatalf("PutObjectAudited once allowed: %v", err)
+			}
+			if o.Revision != live.Revision+1 || len(recs) != 1 || recs[0].Seq != 1 || recs[0].Revision != o.Revision {
+				t.Errorf("write once allowed: got revision %d and records %+v, want revision %d and record 1 carrying it", o.Revision, recs, live.Revision+1)
+			}
+		})
+	}
+}

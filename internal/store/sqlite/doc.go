@@ -24,6 +24,9 @@
 //     visible. Migration 2 added prev_hash and hash and chained the records
 //     that existed then, appending an auditchain.ActionChainStart record
 //     that says so. audit_checkpoints holds the signed checkpoints as given.
+//     An audited object write (PutObjectAudited, DeleteObjectAudited)
+//     appends its records in the object write's own transaction, after the
+//     revision is taken, so both commit or neither does.
 //   - blobs (migration 3) holds named values with a version that starts at 1
 //     and grows by one per write; PutBlob and DeleteBlob compare-and-swap on
 //     it inside an IMMEDIATE transaction. presence holds one row per replica,

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/trustmesh/trustmesh/internal/store"
+	"github.com/trustmesh/trustmesh/internal/store/auditchain"
 	"github.com/trustmesh/trustmesh/internal/store/unixnano"
 )
 
@@ -106,6 +107,18 @@ func (s *Store) appendRevision(ctx context.Context, tx *sql.Tx, o *store.Object,
 // store.AnyRevision, store.MustNotExist or the live revision; otherwise the
 // write fails with store.ErrConflict and consumes no revision.
 func (s *Store) PutObject(ctx context.Context, obj store.Object, expectRevision int64) (store.Object, error) {
+	o, _, err := s.putObject(ctx, obj, expectRevision, nil)
+	return o, err
+}
+
+// PutObjectAudited is PutObject that appends recs, stamped with the
+// revision written, in the same transaction (see store.Store); a write
+// that fails appends nothing.
+func (s *Store) PutObjectAudited(ctx context.Context, obj store.Object, expectRevision int64, recs []store.AuditRecord) (store.Object, []store.AuditRecord, error) {
+	return s.putObject(ctx, obj, expectRevision, recs)
+}
+
+func (s *Store) putObject(ctx context.Context, obj store.Object, expectRevision int64, in []store.AuditRecord) (store.Object, []store.AuditRecord, error) {
 	key := objectKey(obj.Kind, obj.Namespace, obj.Name)
 	out := store.Object{
 		Kind:      obj.Kind,
@@ -114,8 +127,13 @@ func (s *Store) PutObject(ctx context.Context, obj store.Object, expectRevision 
 		Data:      bytes.Clone(obj.Data),
 		Actor:     obj.Actor,
 	}
+	var recs []store.AuditRecord
 	err := func() error {
 		if err := store.ValidateObjectWrite(obj.Kind, obj.Name, expectRevision); err != nil {
+			return err
+		}
+		var err error
+		if recs, err = s.prepareAudit(in); err != nil {
 			return err
 		}
 		return s.write(ctx, func(tx *sql.Tx) error {
@@ -134,14 +152,14 @@ func (s *Store) PutObject(ctx context.Context, obj store.Object, expectRevision 
 				out.Kind, out.Namespace, out.Name, out.Revision); err != nil {
 				return fmt.Errorf("update live revision: %w", err)
 			}
-			return nil
+			return s.auditRevision(ctx, tx, out.Revision, recs)
 		})
 	}()
 	if err != nil {
-		return store.Object{}, fmt.Errorf("put object %s: %w", key, err)
+		return store.Object{}, nil, fmt.Errorf("put object %s: %w", key, err)
 	}
 	s.subs.Notify(store.TopicObjects)
-	return out, nil
+	return out, recs, nil
 }
 
 // DeleteObject writes a tombstone revision, which keeps the CreateRevision
@@ -149,10 +167,27 @@ func (s *Store) PutObject(ctx context.Context, obj store.Object, expectRevision 
 // object is not live, and store.ErrConflict if expectRevision is neither
 // store.AnyRevision nor the live revision.
 func (s *Store) DeleteObject(ctx context.Context, kind, namespace, name, actor string, expectRevision int64) (store.Object, error) {
+	o, _, err := s.deleteObject(ctx, kind, namespace, name, actor, expectRevision, nil)
+	return o, err
+}
+
+// DeleteObjectAudited is DeleteObject that appends recs, stamped with the
+// tombstone's revision, in the same transaction (see store.Store); a
+// delete that fails appends nothing.
+func (s *Store) DeleteObjectAudited(ctx context.Context, kind, namespace, name, actor string, expectRevision int64, recs []store.AuditRecord) (store.Object, []store.AuditRecord, error) {
+	return s.deleteObject(ctx, kind, namespace, name, actor, expectRevision, recs)
+}
+
+func (s *Store) deleteObject(ctx context.Context, kind, namespace, name, actor string, expectRevision int64, in []store.AuditRecord) (store.Object, []store.AuditRecord, error) {
 	key := objectKey(kind, namespace, name)
 	out := store.Object{Kind: kind, Namespace: namespace, Name: name, Deleted: true, Actor: actor}
+	var recs []store.AuditRecord
 	err := func() error {
 		if err := store.ValidateObjectWrite(kind, name, expectRevision); err != nil {
+			return err
+		}
+		var err error
+		if recs, err = s.prepareAudit(in); err != nil {
 			return err
 		}
 		return s.write(ctx, func(tx *sql.Tx) error {
@@ -170,14 +205,42 @@ func (s *Store) DeleteObject(ctx context.Context, kind, namespace, name, actor s
 			if _, err := tx.StmtContext(ctx, s.stmts.deleteLive).ExecContext(ctx, kind, namespace, name); err != nil {
 				return fmt.Errorf("remove live revision: %w", err)
 			}
-			return nil
+			return s.auditRevision(ctx, tx, out.Revision, recs)
 		})
 	}()
 	if err != nil {
-		return store.Object{}, fmt.Errorf("delete object %s: %w", key, err)
+		return store.Object{}, nil, fmt.Errorf("delete object %s: %w", key, err)
 	}
 	s.subs.Notify(store.TopicObjects)
-	return out, nil
+	return out, recs, nil
+}
+
+// prepareAudit readies the audit records of an object write before its
+// transaction begins (see auditchain.Prepare); nil for none.
+func (s *Store) prepareAudit(in []store.AuditRecord) ([]store.AuditRecord, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	recs, err := auditchain.Prepare(in, s.now())
+	if err != nil {
+		return nil, fmt.Errorf("audit %w", err)
+	}
+	return recs, nil
+}
+
+// auditRevision appends recs, the audit records of the object write at
+// revision, in the write's transaction.
+func (s *Store) auditRevision(ctx context.Context, tx *sql.Tx, revision int64, recs []store.AuditRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	for i := range recs {
+		recs[i].Revision = revision
+	}
+	if err := s.chainAudit(ctx, tx, recs); err != nil {
+		return fmt.Errorf("append audit: %w", err)
+	}
+	return nil
 }
 
 // GetObject returns the live revision of an object, or store.ErrNotFound.

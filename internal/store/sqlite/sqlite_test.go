@@ -391,3 +391,91 @@ func BenchmarkAppendAudit(b *testing.B) {
 	}
 	b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "records/s")
 }
+
+// applyAudit is the audit record of an admin apply, which the store
+// stamps with the revision.
+func applyAudit(i int) store.AuditRecord {
+	return store.AuditRecord{
+		Time:      time.Now(),
+		Actor:     "alice (admin)",
+		Action:    "object.configured",
+		Object:    fmt.Sprint("Service/bench/svc-", i%1000),
+		Outcome:   "success",
+		Reason:    fmt.Sprint("previous revision ", i),
+		RequestID: fmt.Sprintf("%016x", i),
+	}
+}
+
+// auditedWrites are the two ways to store an object write and its audit
+// record that BenchmarkPutObjectAudited compares: one transaction
+// (PutObjectAudited, what the server does), or PutObject then AppendAudit.
+var auditedWrites = []struct {
+	name  string
+	write func(ctx context.Context, s *sqlite.Store, obj store.Object, rec store.AuditRecord) error
+}{
+	{"one transaction", func(ctx context.Context, s *sqlite.Store, obj store.Object, rec store.AuditRecord) error {
+		_, _, err := s.PutObjectAudited(ctx, obj, store.AnyRevision, []store.AuditRecord{rec})
+		return err
+	}},
+	{"two transactions", func(ctx context.Context, s *sqlite.Store, obj store.Object, rec store.AuditRecord) error {
+		o, err := s.PutObject(ctx, obj, store.AnyRevision)
+		if err != nil {
+			return err
+		}
+		rec.Revision = o.Revision
+		_, err = s.AppendAudit(ctx, rec)
+		return err
+	}},
+}
+
+var benchData = []byte(`{"apiVersion":"trustmesh.dev/v1","kind":"Service","metadata":{"name":"web"},"spec":{"ports":[8080]}}`)
+
+func BenchmarkPutObjectAudited(b *testing.B) {
+	for _, tc := range auditedWrites {
+		b.Run(tc.name, func(b *testing.B) {
+			s := openStore(b, filepath.Join(b.TempDir(), "store.db"))
+			ctx := b.Context()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				obj := store.Object{Kind: "Service", Namespace: "bench", Name: fmt.Sprint("svc-", i%1000), Data: benchData, Actor: "bench"}
+				if err := tc.write(ctx, s, obj, applyAudit(i)); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "writes/s")
+		})
+	}
+}
+
+// BenchmarkPutObjectAuditedParallel writes from GOMAXPROCS goroutines at
+// once, to compare with the PostgreSQL store's benchmark of the same name.
+func BenchmarkPutObjectAuditedParallel(b *testing.B) {
+	for _, tc := range auditedWrites {
+		b.Run(tc.name, func(b *testing.B) {
+			s := openStore(b, filepath.Join(b.TempDir(), "store.db"))
+			ctx := b.Context()
+			b.ReportAllocs()
+			var (
+				worker atomic.Int64
+				writes atomic.Int64
+			)
+			b.ResetTimer() // not the store's creation
+			b.RunParallel(func(pb *testing.PB) {
+				w := worker.Add(1)
+				i := 0
+				for pb.Next() {
+					obj := store.Object{Kind: "Service", Namespace: "bench", Name: fmt.Sprint("svc-", w, "-", i%1000), Data: benchData, Actor: "bench"}
+					if err := tc.write(ctx, s, obj, applyAudit(i)); err != nil {
+						b.Error(err)
+						return
+					}
+					i++
+				}
+				writes.Add(int64(i))
+			})
+			b.ReportMetric(float64(writes.Load())/b.Elapsed().Seconds(), "writes/s")
+		})
+	}
+}

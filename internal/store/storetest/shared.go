@@ -39,6 +39,7 @@ func RunShared(t *testing.T, open func(t *testing.T) (a, b store.Store)) {
 		{"compare and swap across stores loses no update", testSharedCAS},
 		{"join token used once across stores", testSharedJoinToken},
 		{"audit chain stays linear across stores", testSharedAuditChain},
+		{"audited writes and appends keep one chain across stores", testSharedAudited},
 		{"elect is exclusive across stores", testSharedElect},
 		{"elect passes on when the holder closes", testSharedElectClose},
 	} {

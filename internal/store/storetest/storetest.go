@@ -1,16 +1,16 @@
 // Package storetest is the conformance suite every store.Store
 // implementation passes, so that callers can rely on the same semantics from
 // SQLite and PostgreSQL: revisions, compare-and-swap, history, single-use
-// join tokens, a gapless and linear audit hash chain, audit checkpoints,
-// versioned blobs, presence, singleton roles and change notification by
-// topic.
+// join tokens, a gapless and linear audit hash chain, object writes atomic
+// with their audit records, audit checkpoints, versioned blobs, presence,
+// singleton roles and change notification by topic.
 //
 // An implementation's test calls Run with a function that opens a new, empty
 // store for one subtest. A store that several server replicas share (one
 // PostgreSQL database) also calls RunShared, with two stores on one
 // database, which checks what the replicas see of each other: notification,
-// compare-and-swap, single-use tokens, the audit chain and elections across
-// them.
+// compare-and-swap, single-use tokens, the audit chain (audited writes
+// included) and elections across them.
 package storetest
 
 import (
@@ -66,6 +66,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"audit appends are gapless under concurrency", testAuditConcurrent},
 		{"audit chain stays linear under concurrent batches", testAuditChainConcurrent},
 		{"audit checkpoints", testAuditCheckpoints},
+		{"audited writes store their records with them", testAudited},
+		{"refused audited writes append nothing", testAuditedRefused},
+		{"audited writes and appends keep one linear chain", testAuditedConcurrent},
 		{"subscribe", testSubscribe},
 		{"subscribe filters by topic", testSubscribeTopics},
 		{"blob versions and compare and swap", testBlobVersions},

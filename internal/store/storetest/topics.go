@@ -58,6 +58,16 @@ func testSubscribeTopics(t *testing.T, s store.Store) {
 			_, err := s.DeleteObject(ctx, "Service", "prod", "web", "admin:bob", store.AnyRevision)
 			return err
 		}},
+		{"audited put object", store.TopicObjects, func() error {
+			_, _, err := s.PutObjectAudited(ctx, store.Object{Kind: "Service", Namespace: "prod", Name: "web", Data: []byte(`{}`)}, store.AnyRevision,
+				[]store.AuditRecord{auditedRec("object.created", "Service/prod/web")})
+			return err
+		}},
+		{"audited delete object", store.TopicObjects, func() error {
+			_, _, err := s.DeleteObjectAudited(ctx, "Service", "prod", "web", "admin:bob", store.AnyRevision,
+				[]store.AuditRecord{auditedRec("object.delete", "Service/prod/web")})
+			return err
+		}},
 		{"revocation", store.TopicObjects, func() error {
 			return s.AddRevocation(ctx, store.Revocation{Serial: "42", RevokedAt: base, Reason: "test"})
 		}},
