@@ -59,4 +59,25 @@
 // The package holds no mutable state; its functions are safe for concurrent
 // use. Objects are plain values with no locking: share them read-only or
 // copy them.
+//
+// # Kubernetes
+//
+// On Kubernetes the kinds are also custom resources (internal/k8s/apis/v1)
+// whose spec is the Spec type of this package, so the types carry
+// controller-gen markers, comments that change no Go behaviour. The
+// package's markers below say: generate DeepCopy and DeepCopyInto for every
+// exported type into zz_generated.deepcopy.go (the resources need them for
+// their spec; a type holding an interface or a foreign pointer opts out
+// with +kubebuilder:object:generate=false); and every field is optional in
+// the CRD schema, since Validate, not the schema, decides what is required.
+// The few markers on types and fields fix the schema's shape (Duration is
+// a string) or check list items cheaply and exactly as Validate does (a
+// Service's ports); internal/k8s/apis/v1 adds the other cheap checks.
+// `make generate` rewrites zz_generated.deepcopy.go and deploy/crds after a
+// type changes; `make check-generated` fails while they are stale.
 package policy
+
+// The package's controller-gen markers (see "Kubernetes" above):
+//
+// +kubebuilder:object:generate=true
+// +kubebuilder:validation:Optional

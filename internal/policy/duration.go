@@ -11,6 +11,8 @@ import (
 // Duration is a length of time written as a Go duration string: "30m",
 // "1h30m", "90s". The zero Duration means "not set"; a set Duration is
 // always positive, so "0s" and negative values are rejected when decoding.
+//
+// +kubebuilder:validation:Type=string
 type Duration time.Duration
 
 // String returns d in the shortest Go duration form that parses back to

@@ -18,6 +18,8 @@ import (
 //
 // The input is parsed once, by NewLocator; a Locator is read-only after
 // that and safe for concurrent use.
+//
+// +kubebuilder:object:generate=false
 type Locator struct {
 	// docs holds the root node of each document, by document index - 1;
 	// nil for an empty document.
@@ -31,6 +33,8 @@ type Locator struct {
 // LineError is one line of an error annotated by a Locator: Err happened
 // at Line (1-based) of the input. Its message is "line L: " followed by
 // the message of Err.
+//
+// +kubebuilder:object:generate=false
 type LineError struct {
 	Line int
 	Err  error

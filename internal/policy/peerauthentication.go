@@ -47,6 +47,13 @@ type PeerAuthenticationSpec struct {
 	// MTLS is the mode of the workloads' inbound proxies. Left out, or
 	// UNSET, it inherits the mode of the next broader level.
 	MTLS MutualTLS `json:"mtls,omitzero"`
+
+	// controller-gen knows no number keys: in the CRD schema (see doc.go)
+	// PortLevelMTLS is an object of any keys and values.
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:pruning:PreserveUnknownFields
+
 	// PortLevelMTLS overrides MTLS for single ports, keyed by the
 	// workload's application port (a ServicePort's target port, not the
 	// port clients address). As in Istio, it is allowed only with a

@@ -46,11 +46,17 @@ type ServicePort struct {
 	// service has several ports.
 	Name string `json:"name,omitempty"`
 	// Port is the port clients address, 1 to 65535.
+	// +kubebuilder:validation:Required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
 	Port uint32 `json:"port,omitempty"`
 	// Protocol is the application protocol. Required.
+	// +kubebuilder:validation:Required
 	Protocol Protocol `json:"protocol,omitempty"`
 	// TargetPort is the application's port behind the serving proxies, 1
 	// to 65535. Default Port; see Target.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=65535
 	TargetPort uint32 `json:"targetPort,omitempty"`
 }
 
@@ -61,10 +67,14 @@ type ServiceEndpoint struct {
 	Address string `json:"address,omitempty"`
 	// Port is the service port (ServicePort.Port) this endpoint serves. It
 	// may be left out when the service has exactly one port.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=65535
 	Port uint32 `json:"port,omitempty"`
 }
 
 // Protocol is the application protocol of a service port.
+//
+// +kubebuilder:validation:Enum=HTTP;HTTP2;GRPC;TCP
 type Protocol string
 
 // The protocols of service ports.
