@@ -60,6 +60,8 @@ func NewRoot(in io.Reader, out, errOut io.Writer) *cobra.Command {
 		newExplainCmd(s),
 		newTapCmd(s),
 		newKEKCmd(s),
+		newRedirectCmd(s),
+		newInstallCmd(s),
 		newVersionCmd(s),
 	)
 	return root

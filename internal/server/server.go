@@ -27,7 +27,9 @@ import (
 	"github.com/trustmesh/trustmesh/internal/configsync"
 	"github.com/trustmesh/trustmesh/internal/datadir"
 	"github.com/trustmesh/trustmesh/internal/k8s/controller"
+	"github.com/trustmesh/trustmesh/internal/k8s/webhook"
 	"github.com/trustmesh/trustmesh/internal/kek"
+	"github.com/trustmesh/trustmesh/internal/policy"
 	"github.com/trustmesh/trustmesh/internal/store"
 )
 
@@ -78,6 +80,14 @@ type Config struct {
 	// in-cluster service account.
 	Kubernetes bool
 	Kubeconfig string
+	// WebhookListen serves the admission webhooks (validation of
+	// trustmesh.dev objects, sidecar injection) there, reached by the API
+	// server at WebhookURL or through the Service WebhookService
+	// (NAMESPACE/NAME); the server keeps the webhook configurations'
+	// caBundle current. WebhookSystemNamespace is never injected
+	// (default trustmesh-system). Inject configures the injected sidecar.
+	WebhookListen, WebhookURL, WebhookService, WebhookSystemNamespace string
+	Inject                                                            webhook.InjectorConfig
 	// Store overrides StoreURL (tests).
 	Store  store.Store
 	Logger *slog.Logger
@@ -99,9 +109,11 @@ type Server struct {
 	remoteMu sync.Mutex
 	remote   []remoteProxy
 	// k8s feeds Kubernetes resources into the store (--kubernetes).
-	k8s   *controller.Controller
-	ca    *ca.CA
-	audit *audit.Recorder
+	k8s *controller.Controller
+	// webhooks serves the admission webhooks (--webhook-listen).
+	webhooks *webhooks
+	ca       *ca.CA
+	audit    *audit.Recorder
 	// checkpoints signs the audit log's head (see auditchain.go).
 	checkpoints *audit.Checkpointer
 	// issued persists issued SVIDs with group commit (see issuedLog).
@@ -263,8 +275,16 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		if s.k8s, err = s.newKubernetesController(); err != nil {
 			return nil, err
 		}
-	} else if cfg.Kubeconfig != "" {
-		return nil, errors.New("--kubeconfig is only used with --kubernetes")
+	} else if cfg.Kubeconfig != "" || cfg.WebhookListen != "" {
+		return nil, errors.New("--kubeconfig and --webhook-listen are only used with --kubernetes")
+	}
+	if cfg.WebhookListen != "" {
+		if s.cfg.WebhookSystemNamespace == "" {
+			s.cfg.WebhookSystemNamespace = policy.RootNamespace
+		}
+		if s.webhooks, err = s.newWebhooks(); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -312,6 +332,9 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { s.runElected(ctx, roleCA, s.runCALifecycle); return nil })
 	if s.k8s != nil {
 		g.Go(func() error { return s.k8s.Run(ctx) })
+	}
+	if s.webhooks != nil {
+		g.Go(func() error { return s.webhooks.run(ctx) })
 	}
 	if s.shared {
 		g.Go(func() error { return s.runPresence(ctx) })
@@ -430,6 +453,16 @@ func (s *Server) runMaintenance(ctx context.Context) error {
 		if err := s.ids.renewIfDue(); err != nil {
 			s.log.Error("renew server certificates", "error", err)
 		}
+		if w := s.webhooks; w != nil {
+			if err := w.renewIfDue(); err != nil {
+				s.log.Error("renew the admission webhooks' certificate", "error", err)
+			}
+			if !w.configured.Load() {
+				if err := w.configure(ctx); err != nil {
+					s.log.Error("configure the admission webhooks in the cluster", "error", err)
+				}
+			}
+		}
 		s.recordServingProxies()
 	}
 }
@@ -487,8 +520,14 @@ func (s *Server) auditNack(ctx context.Context, p configsync.ProxyStatus, versio
 	s.recordAudit(ctx, p.SPIFFEID.String(), "config.nack", fmt.Sprintf("proxy %s snapshot %d", p.ID, version), audit.OutcomeError, reason)
 }
 
-// bundleChanged rewrites bundle.pem and wakes the agents' streams.
+// bundleChanged rewrites bundle.pem and wakes the agents' streams, and
+// gives the webhook configurations the new bundle.
 func (s *Server) bundleChanged(ctx context.Context) {
+	if s.webhooks != nil {
+		if err := s.webhooks.configure(ctx); err != nil {
+			s.log.Error("update the admission webhooks' caBundle; retrying", "error", err)
+		}
+	}
 	if err := s.writeBundle(); err != nil {
 		s.log.Error("bundle changed", "error", err)
 	}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -71,7 +73,9 @@ func TestKubernetesResources(t *testing.T) {
 	t.Parallel()
 	env := kubernetes(t)
 	const td = "k8s.example"
-	s := startServer(t, td, "--kubernetes", "--kubeconfig", writeKubeconfig(t, env.Config))
+	hook := freeAddr(t)
+	s := startServer(t, td, "--kubernetes", "--kubeconfig", writeKubeconfig(t, env.Config),
+		"--webhook-listen", hook, "--webhook-url", "https://"+hook, "--inject-image", "example.org/trustmesh:test")
 	appAddr, appPort := echoApp(t)
 	s.apply(t, meshYAML(td, appPort))
 	a := startAgent(t, s, filepath.Join(t.TempDir(), "agent"), s.token(t, "node-1"))
@@ -130,6 +134,74 @@ func TestKubernetesResources(t *testing.T) {
 		t.Errorf("the creation is not audited with the Kubernetes actor:\n%s", tail)
 	}
 
+	// The validating webhook refuses what trustmesh policy validate
+	// refuses, with its message (the webhook configuration takes a moment
+	// to be in force: dry runs until then).
+	bad := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "trustmesh.dev/v1", "kind": "AuthorizationPolicy",
+		"metadata": map[string]any{"namespace": "default", "name": "k8s-bad"},
+		"spec":     map[string]any{"rules": []any{map[string]any{"to": []any{map[string]any{"operation": map[string]any{"paths": []any{"/orders/{id}"}}}}}}},
+	}}
+	var refusal error
+	waitFor(t, "the validating webhook to refuse an invalid policy", 30*time.Second, func() bool {
+		refusal = env.Client.Create(t.Context(), bad.DeepCopy(), client.DryRunAll)
+		return refusal != nil
+	})
+	if msg := refusal.Error(); !strings.Contains(msg, "spec.rules[0].to[0].operation.paths") || !strings.Contains(msg, "trustmesh") {
+		t.Errorf("webhook refusal: got %q, want the validator's message naming the field", msg)
+	}
+	offline := mustCLIStatus(t, 1, "policy", "validate", "-f", writeFile(t, "bad.yaml", `apiVersion: trustmesh.dev/v1
+kind: AuthorizationPolicy
+metadata: {name: k8s-bad, namespace: default}
+spec:
+  rules: [{to: [{operation: {paths: ["/orders/{id}"]}}]}]
+`))
+	const subject = `AuthorizationPolicy "default/k8s-bad": `
+	if i := strings.Index(offline, subject); i < 0 || !strings.Contains(refusal.Error(), strings.TrimSpace(offline[i:])) {
+		t.Errorf("the webhook's message differs from trustmesh policy validate's:\nwebhook: %s\nvalidate: %s", refusal, offline)
+	}
+
+	// Sidecar injection: pods in a namespace labelled
+	// trustmesh.dev/inject=enabled get the proxy as a native sidecar and
+	// the redirection init container; elsewhere, or opted out, untouched.
+	injected := injectNamespace(t, env, "inject-on", true)
+	plain := injectNamespace(t, env, "inject-off", false)
+	waitFor(t, "the injection webhook to be in force", 30*time.Second, func() bool {
+		p := testPod(injected, "probe", nil)
+		return env.Client.Create(t.Context(), p, client.DryRunAll) == nil && len(p.Spec.InitContainers) > 0
+	})
+	pod := testPod(injected, "app", nil)
+	if err := env.Client.Create(t.Context(), pod); err != nil {
+		t.Fatal(err)
+	}
+	var proxy, init *corev1.Container
+	for i, c := range pod.Spec.InitContainers {
+		switch c.Name {
+		case "trustmesh-proxy":
+			proxy = &pod.Spec.InitContainers[i]
+		case "trustmesh-init":
+			init = &pod.Spec.InitContainers[i]
+		}
+	}
+	switch {
+	case proxy == nil || init == nil:
+		t.Errorf("pod in a labelled namespace: init containers %+v, want trustmesh-init and trustmesh-proxy", pod.Spec.InitContainers)
+	case proxy.RestartPolicy == nil || *proxy.RestartPolicy != corev1.ContainerRestartPolicyAlways:
+		t.Errorf("the proxy is not a native sidecar (restartPolicy Always): %+v", proxy)
+	case !strings.Contains(strings.Join(proxy.Args, " "), "spiffe://"+td+"/ns/"+injected+"/sa/default"):
+		t.Errorf("the proxy's args lack the pod's default SPIFFE ID: %v", proxy.Args)
+	case proxy.Image != "example.org/trustmesh:test":
+		t.Errorf("proxy image %q, want the --inject-image", proxy.Image)
+	}
+	for _, p := range []*corev1.Pod{testPod(plain, "app", nil), testPod(injected, "opted-out", map[string]string{"trustmesh.dev/inject": "false"})} {
+		if err := env.Client.Create(t.Context(), p); err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Spec.InitContainers) != 0 {
+			t.Errorf("pod %s/%s was injected: %+v", p.Namespace, p.Name, p.Spec.InitContainers)
+		}
+	}
+
 	// Deleted in Kubernetes: gone from the mesh.
 	if err := env.Client.Delete(t.Context(), u); err != nil {
 		t.Fatal(err)
@@ -138,4 +210,41 @@ func TestKubernetesResources(t *testing.T) {
 	if tail := mustCLI(t, "audit", "tail", "-o", "json", "--data-dir", s.dir); !strings.Contains(tail, `"action":"object.delete"`) {
 		t.Errorf("the deletion is not audited:\n%s", tail)
 	}
+}
+
+// injectNamespace creates a namespace, labelled for injection or not, with
+// the default ServiceAccount kube-controller-manager would create.
+func injectNamespace(t *testing.T, env *k8stest.Env, prefix string, inject bool) string {
+	t.Helper()
+	name := fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1e9)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if inject {
+		ns.Labels = map[string]string{"trustmesh.dev/inject": "enabled"}
+	}
+	if err := env.Client.Create(t.Context(), ns); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Create(t.Context(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: name, Name: "default"}}); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+func testPod(ns, name string, annotations map[string]string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: annotations},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "example.org/app:1",
+			Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}},
+	}
+}
+
+// mustCLIStatus runs a CLI command that must exit with code and returns
+// its stdout and stderr.
+func mustCLIStatus(t *testing.T, code int, args ...string) string {
+	t.Helper()
+	out, errOut, err := cli(t, "", args...)
+	if got := exitCode(err); got != code {
+		t.Fatalf("trustmesh %s: exit %d, want %d\n%s%s", strings.Join(args, " "), got, code, out, errOut)
+	}
+	return out + errOut
 }
