@@ -80,6 +80,10 @@ type Config struct {
 	// in-cluster service account.
 	Kubernetes bool
 	Kubeconfig string
+	// K8sAgentServiceAccount (NAMESPACE:NAME, default
+	// trustmesh-system:trustmesh-agent) is the only service account whose
+	// projected tokens attest nodes (see k8sattest.go).
+	K8sAgentServiceAccount string
 	// WebhookListen serves the admission webhooks (validation of
 	// trustmesh.dev objects, sidecar injection) there, reached by the API
 	// server at WebhookURL or through the Service WebhookService
@@ -87,7 +91,11 @@ type Config struct {
 	// caBundle current. WebhookSystemNamespace is never injected
 	// (default trustmesh-system). Inject configures the injected sidecar.
 	WebhookListen, WebhookURL, WebhookService, WebhookSystemNamespace string
-	Inject                                                            webhook.InjectorConfig
+	// BundleConfigMap (NAMESPACE/NAME, or NAME in the server's namespace)
+	// receives the trust bundle (key bundle.pem) for the agents, at start
+	// and on every change (needs WebhookListen).
+	BundleConfigMap string
+	Inject          webhook.InjectorConfig
 	// Store overrides StoreURL (tests).
 	Store  store.Store
 	Logger *slog.Logger

@@ -10,10 +10,13 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"sync/atomic"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -41,6 +44,9 @@ type webhooks struct {
 	// configured: the cluster's configurations carry the current bundle
 	// (else maintenance retries).
 	configured atomic.Bool
+	// bundleCM, if set, is the ConfigMap the bundle is published in for
+	// the agents (--bundle-configmap), key bundle.pem.
+	bundleCM *corev1.ConfigMap
 }
 
 // newWebhooks builds the webhooks of --webhook-listen: the validator of
@@ -65,12 +71,16 @@ func (s *Server) newWebhooks() (*webhooks, error) {
 			w.dns = append(w.dns, u.Hostname())
 		}
 	default:
-		ns, name, ok := strings.Cut(cfg.WebhookService, "/")
-		if !ok || ns == "" || name == "" {
-			return nil, fmt.Errorf("--webhook-service %q: want NAMESPACE/NAME", cfg.WebhookService)
+		ns, name, err := namespacedName("--webhook-service", cfg.WebhookService)
+		if err != nil {
+			return nil, err
 		}
 		w.endpoint.Service = &admissionregistrationv1.ServiceReference{Namespace: ns, Name: name}
 		w.dns = append(w.dns, name+"."+ns+".svc", name+"."+ns+".svc.cluster.local")
+		if cfg.Inject.ServerAddr == "" {
+			// The same Service fronts the node API.
+			cfg.Inject.ServerAddr = name + "." + ns + ".svc:8443"
+		}
 	}
 	if err := w.renew(); err != nil {
 		return nil, err
@@ -96,8 +106,19 @@ func (s *Server) newWebhooks() (*webhooks, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.BundleConfigMap != "" {
+		ns, name, err := namespacedName("--bundle-configmap", cfg.BundleConfigMap)
+		if err != nil {
+			return nil, err
+		}
+		w.bundleCM = &corev1.ConfigMap{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	}
 	scheme := runtime.NewScheme()
 	if err := admissionregistrationv1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := corev1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
 	if w.client, err = client.New(rc, client.Options{Scheme: scheme}); err != nil {
@@ -148,7 +169,13 @@ func (w *webhooks) configure(ctx context.Context) error {
 		return err
 	}
 	w.configured.Store(false)
-	for _, obj := range []client.Object{vwc, mwc} {
+	objs := []client.Object{vwc, mwc}
+	if w.bundleCM != nil {
+		cm := w.bundleCM.DeepCopy()
+		cm.Data = map[string]string{"bundle.pem": string(e.CABundle)}
+		objs = append(objs, cm)
+	}
+	for _, obj := range objs {
 		obj.SetManagedFields(nil)
 		if err := w.client.Patch(ctx, obj, client.Apply, client.FieldOwner("trustmesh-server"), client.ForceOwnership); err != nil {
 			return fmt.Errorf("apply %s %s: %w", obj.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err)
@@ -165,4 +192,31 @@ func (w *webhooks) run(ctx context.Context) error {
 		w.s.log.Error("configure the admission webhooks in the cluster", "error", err)
 	}
 	return w.srv.Run(ctx)
+}
+
+// serviceAccountNamespaceFile holds the namespace of the pod the server runs
+// in (mounted by Kubernetes with the service account's token).
+const serviceAccountNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// namespacedName parses a flag's NAMESPACE/NAME, or NAME in the server's own
+// namespace (in a cluster: POD_NAMESPACE, else the service account's).
+func namespacedName(flag, v string) (ns, name string, err error) {
+	if ns, name, ok := strings.Cut(v, "/"); ok {
+		if ns == "" || name == "" {
+			return "", "", fmt.Errorf("%s %q: want NAMESPACE/NAME, or NAME in the server's own namespace", flag, v)
+		}
+		return ns, name, nil
+	}
+	if v == "" {
+		return "", "", fmt.Errorf("%s is empty: want NAMESPACE/NAME, or NAME in the server's own namespace", flag)
+	}
+	ns = os.Getenv("POD_NAMESPACE")
+	if ns == "" {
+		b, err := os.ReadFile(serviceAccountNamespaceFile)
+		if err != nil {
+			return "", "", fmt.Errorf("%s %q names no namespace and the server's own is unknown outside a cluster (%v): give NAMESPACE/NAME", flag, v, err)
+		}
+		ns = strings.TrimSpace(string(b))
+	}
+	return ns, v, nil
 }

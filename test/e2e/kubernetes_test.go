@@ -75,7 +75,8 @@ func TestKubernetesResources(t *testing.T) {
 	const td = "k8s.example"
 	hook := freeAddr(t)
 	s := startServer(t, td, "--kubernetes", "--kubeconfig", writeKubeconfig(t, env.Config),
-		"--webhook-listen", hook, "--webhook-url", "https://"+hook, "--inject-image", "example.org/trustmesh:test")
+		"--webhook-listen", hook, "--webhook-url", "https://"+hook, "--inject-image", "example.org/trustmesh:test",
+		"--bundle-configmap", "default/trustmesh-bundle-"+strings.ReplaceAll(hook, ":", "-"))
 	appAddr, appPort := echoApp(t)
 	s.apply(t, meshYAML(td, appPort))
 	a := startAgent(t, s, filepath.Join(t.TempDir(), "agent"), s.token(t, "node-1"))
@@ -160,6 +161,16 @@ spec:
 	if i := strings.Index(offline, subject); i < 0 || !strings.Contains(refusal.Error(), strings.TrimSpace(offline[i:])) {
 		t.Errorf("the webhook's message differs from trustmesh policy validate's:\nwebhook: %s\nvalidate: %s", refusal, offline)
 	}
+
+	// The trust bundle is published for the agents in the ConfigMap.
+	waitFor(t, "the trust bundle in its ConfigMap", 10*time.Second, func() bool {
+		cm := &corev1.ConfigMap{}
+		if err := env.Client.Get(t.Context(), types.NamespacedName{Namespace: "default", Name: "trustmesh-bundle-" + strings.ReplaceAll(hook, ":", "-")}, cm); err != nil {
+			return false
+		}
+		want, err := os.ReadFile(filepath.Join(s.dir, "bundle.pem"))
+		return err == nil && cm.Data["bundle.pem"] == string(want)
+	})
 
 	// Sidecar injection: pods in a namespace labelled
 	// trustmesh.dev/inject=enabled get the proxy as a native sidecar and

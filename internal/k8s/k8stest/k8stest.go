@@ -256,11 +256,26 @@ func logTail(f *os.File) string {
 func (e *Env) warmUp() error {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	r := &trustmeshv1.AuthorizationPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: metav1.NamespaceDefault, Name: "k8stest-warm-up"}}
-	if err := e.Client.Create(ctx, r, client.DryRunAll); err != nil {
-		return fmt.Errorf("create a resource (dry run): %w", err)
+	// envtest waits for the CRDs to be established, but discovery can lag
+	// behind on a loaded machine ("no matches for trustmesh.dev/v1"): retry,
+	// with a new client (its REST mapper caches what it discovered).
+	for {
+		r := &trustmeshv1.AuthorizationPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: metav1.NamespaceDefault, Name: "k8stest-warm-up"}}
+		err := e.Client.Create(ctx, r, client.DryRunAll)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("create a resource (dry run): %w", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+		c, cerr := client.New(e.Config, client.Options{Scheme: e.Client.Scheme()})
+		if cerr != nil {
+			return cerr
+		}
+		e.Client = c
 	}
-	return nil
 }
 
 // moduleRoot returns the repository root: the nearest directory at or above
