@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -21,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/trustmesh/trustmesh/internal/k8s/k8stest"
+	"github.com/trustmesh/trustmesh/internal/k8s/webhook"
 )
 
 // One API server (etcd + kube-apiserver, the CRDs installed) serves every
@@ -212,6 +214,17 @@ spec:
 			t.Errorf("pod %s/%s was injected: %+v", p.Namespace, p.Name, p.Spec.InitContainers)
 		}
 	}
+
+	// A CA rotation reaches the webhook configurations' caBundle at once
+	// (the prepared authority is trusted before it signs anything).
+	mustCLI(t, "ca", "rotate", "--data-dir", s.dir)
+	waitFor(t, "the caBundle to carry both authorities", 10*time.Second, func() bool {
+		vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+		if err := env.Client.Get(t.Context(), types.NamespacedName{Name: webhook.ValidatingConfigurationName}, vwc); err != nil || len(vwc.Webhooks) == 0 {
+			return false
+		}
+		return strings.Count(string(vwc.Webhooks[0].ClientConfig.CABundle), "BEGIN CERTIFICATE") == 2
+	})
 
 	// Deleted in Kubernetes: gone from the mesh.
 	if err := env.Client.Delete(t.Context(), u); err != nil {
