@@ -38,6 +38,11 @@ type Config struct {
 	// JoinToken is needed only for the first join (or after the saved node
 	// SVID expired or was revoked).
 	JoinToken string
+	// K8sTokenFile, instead of JoinToken, is a Kubernetes projected
+	// service-account token (audience trustmesh) of the agent's pod, for a
+	// server run with --kubernetes. It is read again at every attestation:
+	// the kubelet rotates it.
+	K8sTokenFile string
 	// TrustBundleFile is the bootstrap trust bundle (the server's
 	// bundle.pem). A newer bundle received from the server is kept in
 	// DataDir and preferred on restart.
@@ -99,6 +104,8 @@ func New(cfg Config) (*Agent, error) {
 		return nil, errors.New("--data-dir is required")
 	case cfg.SocketPath == "":
 		return nil, errors.New("--socket is required")
+	case cfg.JoinToken != "" && cfg.K8sTokenFile != "":
+		return nil, errors.New("--join-token and --k8s-token-file are alternatives: give one")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -180,13 +187,16 @@ func (a *Agent) join(ctx context.Context) error {
 			a.log.Info("re-joined with the saved node SVID", "spiffe_id", saved.ID)
 			return nil
 		}
-		if a.cfg.JoinToken == "" {
+		if a.cfg.JoinToken == "" && a.cfg.K8sTokenFile == "" {
 			return fmt.Errorf("re-join with the saved node SVID failed: %w; create a join token with `trustmesh token create` and pass --join-token", err)
 		}
-		a.log.Warn("re-join with the saved node SVID failed; using the join token", "error", err)
+		a.log.Warn("re-join with the saved node SVID failed; attesting again", "error", err)
 		a.creds.svid.Store(nil)
 	} else if !errors.Is(err, os.ErrNotExist) {
 		a.log.Warn("saved node SVID unusable", "error", err)
+	}
+	if a.cfg.K8sTokenFile != "" {
+		return a.untilReachable(ctx, "attest with the Kubernetes token", func() error { return a.attestK8s(ctx) })
 	}
 	if a.cfg.JoinToken == "" {
 		return errors.New("no valid node SVID in --data-dir and no --join-token: create one with `trustmesh token create --node NAME`")
@@ -200,6 +210,26 @@ func (a *Agent) join(ctx context.Context) error {
 		}
 		return a.adoptNode(s, roots, "joined with a join token")
 	})
+}
+
+// attestK8s attests the node with the service-account token in
+// K8sTokenFile, read now: the kubelet replaces it before it expires.
+func (a *Agent) attestK8s(ctx context.Context) error {
+	b, err := os.ReadFile(a.cfg.K8sTokenFile)
+	if err != nil {
+		return fmt.Errorf("read --k8s-token-file: %w", err)
+	}
+	token := strings.TrimSpace(string(b))
+	if token == "" {
+		return fmt.Errorf("--k8s-token-file %s is empty", a.cfg.K8sTokenFile)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	s, roots, err := attestNodeWith(cctx, a.nc(), &nodev1.AttestRequest{K8SPsat: token})
+	if err != nil {
+		return explain(err)
+	}
+	return a.adoptNode(s, roots, "joined with a Kubernetes service-account token")
 }
 
 // untilReachable runs fn, retrying with backoff while the server is
@@ -347,6 +377,13 @@ func (a *Agent) manage(ctx context.Context, updates <-chan *nodev1.SyncResponse)
 		if a.nodeDue() {
 			if err := a.renewNode(ctx); err != nil {
 				a.log.Error("renew node SVID", "error", err)
+				// A Kubernetes node proves itself again with the
+				// current token (its SVID may have been revoked).
+				if a.cfg.K8sTokenFile != "" && !errors.Is(err, errServerUnavailable) {
+					if err := a.attestK8s(ctx); err != nil {
+						a.log.Error("attest with the Kubernetes token", "error", err)
+					}
+				}
 			}
 		}
 		next := time.Minute

@@ -225,11 +225,18 @@ func loadPEMCerts(path string) ([]*x509.Certificate, error) {
 // attestNode obtains a node SVID: with the join token if given, else with the
 // current node SVID (mTLS).
 func attestNode(ctx context.Context, client nodev1.NodeClient, token string) (*x509svid.SVID, []*x509.Certificate, error) {
+	return attestNodeWith(ctx, client, &nodev1.AttestRequest{JoinToken: token})
+}
+
+// attestNodeWith sends req (its proof of identity, if any) with a CSR for a
+// fresh key.
+func attestNodeWith(ctx context.Context, client nodev1.NodeClient, req *nodev1.AttestRequest) (*x509svid.SVID, []*x509.Certificate, error) {
 	key, csr, err := newCSR()
 	if err != nil {
 		return nil, nil, err
 	}
-	resp, err := client.Attest(ctx, &nodev1.AttestRequest{JoinToken: token, Csr: csr})
+	req.Csr = csr
+	resp, err := client.Attest(ctx, req)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,6 +1,7 @@
 // Package attest proves who is calling: node attestation (join tokens) for
-// agents, and workload attestation (the unix peer of the Workload API socket)
-// for workloads. Both produce selectors that registrations match against.
+// agents, and workload attestation (the unix peer of the Workload API socket,
+// or a Kubernetes service-account token checked by the server) for
+// workloads. Both produce selectors that registrations match against.
 package attest
 
 import (
@@ -35,8 +36,12 @@ func ParseSelector(s string) (Selector, error) {
 		if err := validateUnix(value); err != nil {
 			return Selector{}, fmt.Errorf("selector %q: %w", s, err)
 		}
+	case "k8s":
+		if err := validateK8s(value); err != nil {
+			return Selector{}, fmt.Errorf("selector %q: %w", s, err)
+		}
 	default:
-		return Selector{}, fmt.Errorf("selector %q: unknown type %q (supported: unix)", s, typ)
+		return Selector{}, fmt.Errorf("selector %q: unknown type %q (supported: unix, k8s)", s, typ)
 	}
 	return Selector{Type: typ, Value: value}, nil
 }

@@ -35,6 +35,11 @@ unix:path, unix:sha256). Workload SVIDs are kept in memory only and rotated at
 half their lifetime. The token may also come from TRUSTMESH_JOIN_TOKEN, which
 keeps it out of the process list.
 
+In Kubernetes (a server run with --kubernetes), --k8s-token-file replaces the
+join token: the agent's projected service-account token, audience trustmesh,
+checked by the server with a TokenReview; the node SVID is
+spiffe://TD/trustmesh/node/k8s/NODE.
+
 With several --server addresses (a,b or the flag repeated: the replicas of
 the control plane) the agent uses one reachable replica, picked in random
 order to spread agents over them, and moves to another within seconds when
@@ -66,6 +71,7 @@ the one in use goes away.`,
 	f.StringArrayVar(&cfg.ServerAddrs, "server", []string{"127.0.0.1:8443"},
 		"server node API address `HOST:PORT`, or a comma-separated list of replicas to fail over between (repeatable)")
 	f.StringVar(&cfg.JoinToken, "join-token", "", "single-use join token (first start; env TRUSTMESH_JOIN_TOKEN)")
+	f.StringVar(&cfg.K8sTokenFile, "k8s-token-file", "", "instead of --join-token, in Kubernetes: the projected service-account token (audience trustmesh) to attest the node with, read again at every attestation")
 	f.StringVar(&cfg.TrustBundleFile, "trust-bundle", "", "PEM trust bundle of the server (its DATA_DIR/bundle.pem)")
 	f.StringVar(&cfg.SocketPath, "socket", defaultSocket(), "Workload API unix socket")
 	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for the node SVID and the latest bundle (required)")

@@ -77,14 +77,10 @@ func TestInstallErrors(t *testing.T) {
 	}
 }
 
-// pendingFlags are flags the manifests pass that issue 9 (Kubernetes) adds
-// to the binary and that do not exist yet. The test below logs those still
-// missing; a flag missing from the binary and not listed fails it.
-var pendingFlags = map[string]bool{
-	"server --kubernetes":                true, // watch the CRDs, serve the webhooks
-	"server --k8s-agent-service-account": true, // NS:NAME of the agents allowed to attest with a token
-	"agent --k8s-token-file":             true, // the projected token (audience trustmesh) to attest with
-}
+// pendingFlags are flags the manifests pass that the binary does not have
+// yet (none now: every flag of the chart exists). The test below logs those
+// still missing; a flag missing from the binary and not listed fails it.
+var pendingFlags = map[string]bool{}
 
 // TestInstallManifestFlags checks that every flag the manifests pass to
 // trustmesh is one its command has (or is pending), so that a renamed flag

@@ -128,7 +128,7 @@ func TestValidateWorkload(t *testing.T) {
 
 		{"selectors-empty", func(w *Workload) { w.Spec.Selectors = nil }, "spec.selectors: at least one selector is required; an empty list would match every process"},
 		{"selector-invalid", func(w *Workload) { w.Spec.Selectors = []string{"unix:uid:1000", "unix:uid:root"} }, `spec.selectors[1]: selector "unix:uid:root": uid must be a decimal number, got "root"`},
-		{"selector-unknown-type", func(w *Workload) { w.Spec.Selectors = []string{"k9s:sa:web"} }, `spec.selectors[0]: selector "k9s:sa:web": unknown type "k9s" (supported: unix)`},
+		{"selector-unknown-type", func(w *Workload) { w.Spec.Selectors = []string{"k9s:sa:web"} }, `spec.selectors[0]: selector "k9s:sa:web": unknown type "k9s" (supported: unix, k8s)`},
 		{"selector-duplicate", func(w *Workload) { w.Spec.Selectors = []string{"unix:uid:1000", "unix:gid:1", "unix:uid:1000"} }, `spec.selectors[2]: "unix:uid:1000" repeats spec.selectors[0]`},
 
 		{"x509-ttl-too-short", func(w *Workload) { w.Spec.X509SVIDTTL = Duration(59 * time.Second) }, "spec.x509SVIDTTL: 59s is out of range: an SVID lifetime must be between 1m and 24h"},

@@ -25,6 +25,7 @@ import (
 
 	configsyncv1 "github.com/trustmesh/trustmesh/api/configsync/v1"
 	nodev1 "github.com/trustmesh/trustmesh/api/node/v1"
+	"github.com/trustmesh/trustmesh/internal/attest"
 	"github.com/trustmesh/trustmesh/internal/audit"
 	"github.com/trustmesh/trustmesh/internal/ca"
 	"github.com/trustmesh/trustmesh/internal/store"
@@ -67,7 +68,17 @@ func (s *Server) runNodeAPI(ctx context.Context) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(4<<20),
 	)
-	nodev1.RegisterNodeServer(gs, &nodeAPI{s: s})
+	api := &nodeAPI{s: s}
+	if s.cfg.Kubernetes {
+		rc, err := kubernetesConfig(s.cfg.Kubeconfig)
+		if err != nil {
+			return err
+		}
+		if api.k8s, err = newK8sAttestor(rc, s.cfg.K8sAgentServiceAccount, s.log.With("attestor", "k8s")); err != nil {
+			return err
+		}
+	}
+	nodev1.RegisterNodeServer(gs, api)
 	configsyncv1.RegisterConfigSyncServer(gs, s.push)
 	errc := make(chan error, 1)
 	go func() { errc <- gs.Serve(s.nodeLis) }()
@@ -94,6 +105,8 @@ func (s *Server) runNodeAPI(ctx context.Context) error {
 type nodeAPI struct {
 	nodev1.UnimplementedNodeServer
 	s *Server
+	// k8s checks service-account tokens (--kubernetes only; else nil).
+	k8s *k8sAttestor
 }
 
 // peerSVID returns the verified client certificate of the call, if any.
@@ -143,7 +156,19 @@ func hashToken(t string) string {
 func (n *nodeAPI) Attest(ctx context.Context, req *nodev1.AttestRequest) (*nodev1.AttestResponse, error) {
 	s := n.s
 	var nodeName, actor, how string
-	if req.GetJoinToken() != "" {
+	if req.GetJoinToken() != "" && req.GetK8SPsat() != "" {
+		return nil, status.Error(codes.InvalidArgument, "set join_token or k8s_psat, not both")
+	}
+	if req.GetK8SPsat() != "" {
+		if n.k8s == nil {
+			return nil, status.Error(codes.FailedPrecondition, "this server does not attest Kubernetes nodes: run it with --kubernetes")
+		}
+		name, id, err := n.k8s.attestNode(ctx, req.GetK8SPsat())
+		if err != nil {
+			return nil, n.k8sDenied(ctx, peerAddr(ctx), "node.attest", k8sObject(id), err)
+		}
+		nodeName, actor, how = name, "k8s:"+id.Namespace+"/"+id.ServiceAccount, "Kubernetes service-account token of pod "+id.Namespace+"/"+id.PodName
+	} else if req.GetJoinToken() != "" {
 		tok, err := s.store.UseJoinToken(ctx, hashToken(req.GetJoinToken()), s.cfg.Now())
 		if err != nil {
 			reason := "unknown join token"
@@ -367,4 +392,79 @@ func (n *nodeAPI) MintJWTSVID(ctx context.Context, req *nodev1.MintJWTSVIDReques
 		return nil, status.Error(codes.Internal, "could not record the JWT-SVID; see the server log")
 	}
 	return &nodev1.MintJWTSVIDResponse{Token: token, ExpiresAtUnix: exp.Unix()}, nil
+}
+
+// k8sObject names what a refused service-account token claimed to be, for
+// the audit log.
+func k8sObject(id attest.K8sIdentity) string {
+	if id.Namespace == "" {
+		return "k8s-token"
+	}
+	if id.PodName != "" {
+		return "k8s:" + id.Namespace + "/" + id.ServiceAccount + " pod " + id.PodName
+	}
+	return "k8s:" + id.Namespace + "/" + id.ServiceAccount
+}
+
+// k8sDenied audits a refused service-account token and translates the
+// refusal for the caller: a refusal says why; an API server that could not
+// be asked fails closed, as Unavailable so the agent retries.
+func (n *nodeAPI) k8sDenied(ctx context.Context, actor, action, object string, err error) error {
+	var r *k8sRefusal
+	if errors.As(err, &r) {
+		n.s.recordAudit(ctx, actor, action, object, audit.OutcomeDenied, r.reason)
+		return status.Errorf(codes.PermissionDenied, "service-account token refused: %s", r.reason)
+	}
+	n.s.log.Error("kubernetes token review", "action", action, "error", err)
+	n.s.recordAudit(ctx, actor, action, object, audit.OutcomeDenied, "kubernetes API server unreachable: token not checked")
+	return status.Error(codes.Unavailable, "could not check the service-account token with the Kubernetes API server; see the server log")
+}
+
+// MintK8SX509SVID signs spiffe://TD/ns/NS/sa/SA for a pod on the calling
+// node, proven by the pod's service-account token (see k8sattest.go for
+// who may ask for what).
+func (n *nodeAPI) MintK8SX509SVID(ctx context.Context, req *nodev1.MintK8SX509SVIDRequest) (*nodev1.MintK8SX509SVIDResponse, error) {
+	node, nodeName, err := n.requireNode(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if n.k8s == nil {
+		return nil, status.Error(codes.FailedPrecondition, "this server does not attest Kubernetes workloads: run it with --kubernetes")
+	}
+	k8sNode, ok := strings.CutPrefix(nodeName, k8sNodePrefix)
+	if !ok {
+		n.s.recordAudit(ctx, node.String(), "svid.mint", "k8s-token", audit.OutcomeDenied, "node "+nodeName+" was not attested by Kubernetes")
+		return nil, status.Errorf(codes.PermissionDenied, "node %s was not attested with a Kubernetes token: only such nodes may present pod tokens", nodeName)
+	}
+	k8sID, sels, err := n.k8s.attestWorkload(ctx, k8sNode, req.GetToken())
+	if err != nil {
+		return nil, n.k8sDenied(ctx, node.String(), "svid.mint", k8sObject(k8sID), err)
+	}
+	id, err := spiffeid.FromPath(n.s.td, k8sID.SPIFFEPath())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "service account %s/%s: %v", k8sID.Namespace, k8sID.ServiceAccount, err)
+	}
+	csr, err := parseCSR(req.GetCsr())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "csr: %v", err)
+	}
+	ttl := time.Duration(n.s.reg.current().mesh.X509SVIDTTL)
+	chain, authority, err := n.s.ca.SignX509SVID(ca.X509Params{ID: id, PublicKey: csr.PublicKey, TTL: ttl})
+	if err != nil {
+		n.s.log.Error("sign X.509-SVID", "spiffe_id", id, "error", err)
+		return nil, status.Error(codes.Internal, "signing failed; see the server log")
+	}
+	leaf := chain[0]
+	if err := n.s.issued.record(ctx, []store.Issued{{Serial: serialString(leaf.SerialNumber), SPIFFEID: id.String(), Kind: "x509-svid",
+		Node: nodeName, Authority: authority, NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter}}); err != nil {
+		n.s.log.Error("record issued SVID", "error", err)
+		return nil, status.Error(codes.Internal, "could not record the issued SVID; see the server log")
+	}
+	resp := &nodev1.MintK8SX509SVIDResponse{SpiffeId: id.String(), SvidChain: rawChain(chain)}
+	for _, s := range sels {
+		resp.Selectors = append(resp.Selectors, s.String())
+	}
+	n.s.recordAudit(ctx, node.String(), "svid.mint", id.String(), audit.OutcomeSuccess,
+		"Kubernetes service-account token of pod "+k8sID.Namespace+"/"+k8sID.PodName+", serial "+serialString(leaf.SerialNumber))
+	return resp, nil
 }

@@ -214,7 +214,7 @@ func namespacedName(flag, v string) (ns, name string, err error) {
 	if ns == "" {
 		b, err := os.ReadFile(serviceAccountNamespaceFile)
 		if err != nil {
-			return "", "", fmt.Errorf("%s %q names no namespace and the server's own is unknown outside a cluster (%v): give NAMESPACE/NAME", flag, v, err)
+			return "", "", fmt.Errorf("%s %q names no namespace and the server's own is unknown outside a cluster (%w): give NAMESPACE/NAME", flag, v, err)
 		}
 		ns = strings.TrimSpace(string(b))
 	}
