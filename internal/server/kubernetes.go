@@ -100,3 +100,26 @@ func (a k8sApplier) Proxies(revision int64) controller.ProxyCounts {
 	}
 	return pc
 }
+
+// roleKubernetes is the singleton role of the Kubernetes controller: with
+// several replicas one writes the resources' objects and statuses.
+const roleKubernetes = "kubernetes-controller"
+
+// runKubernetes runs the controller while this replica holds the role. A
+// controller-runtime manager starts once, so each term gets a new one (the
+// first is the one New built, which checked the configuration).
+func (s *Server) runKubernetes(ctx context.Context) {
+	c := s.k8s
+	if s.k8sUsed {
+		var err error
+		if c, err = s.newKubernetesController(); err != nil {
+			s.log.Error("kubernetes controller", "error", err)
+			<-ctx.Done()
+			return
+		}
+	}
+	s.k8sUsed = true
+	if err := c.Run(ctx); err != nil {
+		s.log.Error("kubernetes controller stopped", "error", err)
+	}
+}

@@ -118,6 +118,8 @@ type Server struct {
 	remote   []remoteProxy
 	// k8s feeds Kubernetes resources into the store (--kubernetes).
 	k8s *controller.Controller
+	// k8sUsed: k8s was started once (runKubernetes builds the next).
+	k8sUsed bool
 	// webhooks serves the admission webhooks (--webhook-listen).
 	webhooks *webhooks
 	ca       *ca.CA
@@ -339,7 +341,7 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.reg.run(ctx) })
 	g.Go(func() error { s.runElected(ctx, roleCA, s.runCALifecycle); return nil })
 	if s.k8s != nil {
-		g.Go(func() error { return s.k8s.Run(ctx) })
+		g.Go(func() error { s.runElected(ctx, roleKubernetes, s.runKubernetes); return nil })
 	}
 	if s.webhooks != nil {
 		g.Go(func() error { return s.webhooks.run(ctx) })
