@@ -83,7 +83,7 @@ it was accepted, its store revision and how many proxies acknowledged it.`,
 	f.StringVar(&cfg.KEKFile, "kek-file", "", "key-encryption key that seals the CA and audit keys in a PostgreSQL store (required with postgres://; see trustmesh kek generate)")
 	f.BoolVar(&cfg.Kubernetes, "kubernetes", false, "also take objects from trustmesh.dev custom resources (kubectl apply, GitOps): in-cluster, or through --kubeconfig; their status reports what the mesh did")
 	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file for --kubernetes outside a cluster")
-	f.StringVar(&cfg.K8sAgentServiceAccount, "k8s-agent-service-account", server.DefaultK8sAgentServiceAccount, "with --kubernetes: the service account NAMESPACE:NAME of the agents; only its projected tokens (audience trustmesh) attest nodes")
+	f.StringVar(&cfg.K8sAgentServiceAccount, "k8s-agent-service-account", "", "with --kubernetes: the service account NAMESPACE:NAME of the agents; only its projected tokens (audience trustmesh) attest nodes (default "+server.DefaultK8sAgentServiceAccount+")")
 	f.StringVar(&cfg.WebhookListen, "webhook-listen", "", "with --kubernetes: serve the admission webhooks (validation of trustmesh.dev objects, sidecar injection) here, e.g. 0.0.0.0:9443")
 	f.StringVar(&cfg.WebhookURL, "webhook-url", "", "with --webhook-listen: the https:// URL the API server reaches the webhooks at (a server outside the cluster)")
 	f.StringVar(&cfg.WebhookService, "webhook-service", "", "with --webhook-listen: the Service NAMESPACE/NAME, or NAME in the server's own namespace, in front of the webhooks (port 443) in a cluster")

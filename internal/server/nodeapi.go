@@ -68,16 +68,7 @@ func (s *Server) runNodeAPI(ctx context.Context) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(4<<20),
 	)
-	api := &nodeAPI{s: s}
-	if s.cfg.Kubernetes {
-		rc, err := kubernetesConfig(s.cfg.Kubeconfig)
-		if err != nil {
-			return err
-		}
-		if api.k8s, err = newK8sAttestor(rc, s.cfg.K8sAgentServiceAccount, s.log.With("attestor", "k8s")); err != nil {
-			return err
-		}
-	}
+	api := &nodeAPI{s: s, k8s: s.k8sAttest}
 	nodev1.RegisterNodeServer(gs, api)
 	configsyncv1.RegisterConfigSyncServer(gs, s.push)
 	errc := make(chan error, 1)

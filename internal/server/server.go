@@ -118,6 +118,8 @@ type Server struct {
 	remote   []remoteProxy
 	// k8s feeds Kubernetes resources into the store (--kubernetes).
 	k8s *controller.Controller
+	// k8sAttest checks service-account tokens (--kubernetes).
+	k8sAttest *k8sAttestor
 	// k8sUsed: k8s was started once (runKubernetes builds the next).
 	k8sUsed bool
 	// webhooks serves the admission webhooks (--webhook-listen).
@@ -285,8 +287,15 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		if s.k8s, err = s.newKubernetesController(); err != nil {
 			return nil, err
 		}
-	} else if cfg.Kubeconfig != "" || cfg.WebhookListen != "" {
-		return nil, errors.New("--kubeconfig and --webhook-listen are only used with --kubernetes")
+		rc, err := kubernetesConfig(cfg.Kubeconfig)
+		if err != nil {
+			return nil, err
+		}
+		if s.k8sAttest, err = newK8sAttestor(rc, cfg.K8sAgentServiceAccount, s.log.With("attestor", "k8s")); err != nil {
+			return nil, err
+		}
+	} else if cfg.Kubeconfig != "" || cfg.WebhookListen != "" || cfg.K8sAgentServiceAccount != "" {
+		return nil, errors.New("--kubeconfig, --webhook-listen and --k8s-agent-service-account are only used with --kubernetes")
 	}
 	if cfg.WebhookListen != "" {
 		if s.cfg.WebhookSystemNamespace == "" {
