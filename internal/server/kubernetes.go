@@ -38,11 +38,7 @@ func kubernetesConfig(kubeconfig string) (*rest.Config, error) {
 // newKubernetesController builds the controller that feeds trustmesh.dev
 // resources into the store (see package controller).
 func (s *Server) newKubernetesController() (*controller.Controller, error) {
-	rc, err := kubernetesConfig(s.cfg.Kubeconfig)
-	if err != nil {
-		return nil, err
-	}
-	return controller.New(controller.Config{Rest: rc, Applier: k8sApplier{s}, Logger: s.cfg.Logger})
+	return controller.New(controller.Config{Rest: s.k8sRest, Applier: k8sApplier{s}, Logger: s.cfg.Logger})
 }
 
 // k8sApplier is the server as the Kubernetes controller sees it: the same

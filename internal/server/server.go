@@ -20,6 +20,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/rest"
 
 	"github.com/trustmesh/trustmesh/internal/atomicfile"
 	"github.com/trustmesh/trustmesh/internal/audit"
@@ -118,6 +119,8 @@ type Server struct {
 	remote   []remoteProxy
 	// k8s feeds Kubernetes resources into the store (--kubernetes).
 	k8s *controller.Controller
+	// k8sRest is the API server connection (--kubernetes).
+	k8sRest *rest.Config
 	// k8sAttest checks service-account tokens (--kubernetes).
 	k8sAttest *k8sAttestor
 	// k8sUsed: k8s was started once (runKubernetes builds the next).
@@ -284,14 +287,15 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	if cfg.Kubernetes {
+		// One API server connection, read once, for the controller, the
+		// attestor and the webhooks.
+		if s.k8sRest, err = kubernetesConfig(cfg.Kubeconfig); err != nil {
+			return nil, err
+		}
 		if s.k8s, err = s.newKubernetesController(); err != nil {
 			return nil, err
 		}
-		rc, err := kubernetesConfig(cfg.Kubeconfig)
-		if err != nil {
-			return nil, err
-		}
-		if s.k8sAttest, err = newK8sAttestor(rc, cfg.K8sAgentServiceAccount, s.log.With("attestor", "k8s")); err != nil {
+		if s.k8sAttest, err = newK8sAttestor(s.k8sRest, cfg.K8sAgentServiceAccount, s.log.With("attestor", "k8s")); err != nil {
 			return nil, err
 		}
 	} else if cfg.Kubeconfig != "" || cfg.WebhookListen != "" || cfg.K8sAgentServiceAccount != "" {

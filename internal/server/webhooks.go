@@ -102,10 +102,6 @@ func (s *Server) newWebhooks() (*webhooks, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc, err := kubernetesConfig(cfg.Kubeconfig)
-	if err != nil {
-		return nil, err
-	}
 	if cfg.BundleConfigMap != "" {
 		ns, name, err := namespacedName("--bundle-configmap", cfg.BundleConfigMap)
 		if err != nil {
@@ -121,7 +117,7 @@ func (s *Server) newWebhooks() (*webhooks, error) {
 	if err := corev1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
-	if w.client, err = client.New(rc, client.Options{Scheme: scheme}); err != nil {
+	if w.client, err = client.New(s.k8sRest, client.Options{Scheme: scheme}); err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
 	return w, nil

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"reflect"
 	"slices"
 	"time"
@@ -25,6 +24,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/trustmesh/trustmesh/internal/k8s/webhook"
 	"github.com/trustmesh/trustmesh/internal/policy"
 )
 
@@ -306,44 +306,34 @@ func appliedRevision(u *unstructured.Unstructured) int64 {
 	return rev
 }
 
-// ToObject decodes a resource as the trustmesh object it declares, with the
-// CLI's strict decoder: apiVersion, kind, metadata's name, namespace,
-// labels and annotations (the Kubernetes-only ones dropped, the managed-by
-// mark added), and spec.
+// ToObject decodes a resource as the trustmesh object it declares, as the
+// validating webhook does (webhook.ObjectJSON: apiVersion, kind, metadata's
+// name, namespace, labels and annotations, and spec, with the CLI's strict
+// decoder), then drops kubectl's last-applied annotation and adds the
+// managed-by mark.
 func ToObject(u *unstructured.Unstructured) (policy.Object, error) {
 	if u.GetAPIVersion() != Group+"/"+Version {
 		return nil, &InvalidError{fmt.Errorf("apiVersion %q: want %s/%s", u.GetAPIVersion(), Group, Version)}
 	}
-	meta := map[string]any{"name": u.GetName()}
-	if u.GetNamespace() != "" {
-		meta["namespace"] = u.GetNamespace()
-	}
-	if l := u.GetLabels(); len(l) > 0 {
-		meta["labels"] = l
-	}
-	ann := maps.Clone(u.GetAnnotations())
-	if ann == nil {
-		ann = map[string]string{}
-	}
-	delete(ann, "kubectl.kubernetes.io/last-applied-configuration")
-	ann[ManagedByAnnotation] = ManagedByKubernetes
-	meta["annotations"] = ann
-	doc := map[string]any{"apiVersion": u.GetAPIVersion(), "kind": u.GetKind(), "metadata": meta}
-	if spec, ok := u.Object["spec"]; ok && spec != nil {
-		doc["spec"] = spec
-	}
-	b, err := json.Marshal(doc)
+	raw, err := u.MarshalJSON()
 	if err != nil {
 		return nil, err
 	}
-	objs, err := policy.Decode(b)
+	kind, data, err := webhook.ObjectJSON(raw, "", "")
 	if err != nil {
 		return nil, &InvalidError{err}
 	}
-	if len(objs) != 1 {
-		return nil, &InvalidError{fmt.Errorf("got %d objects, want 1", len(objs))}
+	obj, err := policy.Unmarshal(kind, data)
+	if err != nil {
+		return nil, &InvalidError{err}
 	}
-	return objs[0], nil
+	m := obj.GetMeta()
+	if m.Annotations == nil {
+		m.Annotations = map[string]string{}
+	}
+	delete(m.Annotations, "kubectl.kubernetes.io/last-applied-configuration")
+	m.Annotations[ManagedByAnnotation] = ManagedByKubernetes
+	return obj, nil
 }
 
 // Actor names who last changed a resource, from its managedFields: the

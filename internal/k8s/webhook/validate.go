@@ -128,6 +128,14 @@ type kubeObject struct {
 	deleting bool
 }
 
+// ObjectJSON is objectJSON for other packages: the kind and JSON of the
+// trustmesh object a resource declares, which the validator checks and the
+// Kubernetes controller applies, so both decode the same object.
+func ObjectJSON(raw []byte, namespace, name string) (kind string, data []byte, err error) {
+	obj, err := objectJSON(raw, namespace, name)
+	return obj.kind, obj.data, err
+}
+
 // objectJSON turns an object as the API server stores it into the JSON of
 // a trustmesh object: apiVersion, kind, metadata and spec, with metadata
 // cut to what trustmesh objects have (name, namespace, labels, annotations;
